@@ -1,0 +1,54 @@
+"""Notifications: a row per user, pushed live to the user's sockets after commit."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from sqlalchemy import func, select, update
+
+from app.core.clock import utcnow
+from app.core.models import Notification, User
+from app.core.realtime import emit_to_user
+from app.core.schemas import NotificationReadSchema
+from app.extensions import db
+
+
+def notify(user_id: int, kind: str, title: str, body: str = "", url: str | None = None
+           ) -> Notification:
+    note = Notification(user_id=user_id, kind=kind, title=title[:300], body=body, url=url)
+    db.session.add(note)
+    db.session.flush()
+    emit_to_user(user_id, "notification", {
+        "id": note.id, "kind": kind, "title": note.title, "body": body, "url": url,
+        "unread": unread_count(user_id),
+    })
+    return note
+
+
+def unread_count(user_id: int) -> int:
+    return db.session.scalar(
+        select(func.count(Notification.id)).where(
+            Notification.user_id == user_id, Notification.read_at.is_(None))) or 0
+
+
+def query_for(user: User, unread_only: bool = False):
+    stmt = (select(Notification).where(Notification.user_id == user.id)
+            .order_by(Notification.created_at.desc(), Notification.id.desc()))
+    if unread_only:
+        stmt = stmt.where(Notification.read_at.is_(None))
+    return stmt
+
+
+def mark_read(actor: User, data: Mapping) -> int:
+    """Mark the given ids (or all) read; only the actor's own notifications are touched."""
+    from app.core.services import load
+
+    values = load(NotificationReadSchema(), data)
+    stmt = (update(Notification)
+            .where(Notification.user_id == actor.id, Notification.read_at.is_(None))
+            .values(read_at=utcnow()))
+    if not values["all"]:
+        stmt = stmt.where(Notification.id.in_(values["ids"] or []))
+    changed = db.session.execute(stmt.execution_options(synchronize_session=False)).rowcount
+    emit_to_user(actor.id, "notifications_read", {"unread": unread_count(actor.id)})
+    return changed

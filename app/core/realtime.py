@@ -1,0 +1,79 @@
+"""Side effects after commit, and the authenticated Socket.IO channel.
+
+Services never emit directly: they queue work with `on_commit`, and the
+session's after_commit hook runs it, so a rolled-back change reaches no one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from flask import session
+from flask_login import current_user
+from flask_socketio import join_room
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from app.extensions import db, socketio
+
+log = logging.getLogger(__name__)
+_KEY = "crm_on_commit"
+
+
+def on_commit(action: Callable[[], None]) -> None:
+    """Run `action` once the current transaction commits; drop it on rollback."""
+    db.session.info.setdefault(_KEY, []).append(action)
+
+
+def emit_to_user(user_id: int, event_name: str, payload: dict) -> None:
+    on_commit(lambda: socketio.emit(event_name, payload, to=user_room(user_id)))
+
+
+def user_room(user_id: int) -> str:
+    return f"user:{user_id}"
+
+
+def login_room(login_id: str) -> str:
+    return f"login:{login_id}"
+
+
+@event.listens_for(Session, "after_commit")
+def _run_on_commit(sess: Session) -> None:
+    for action in sess.info.pop(_KEY, []):
+        try:
+            action()
+        except Exception:  # a failed emit must not undo a committed change
+            log.exception("after-commit action failed")
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_on_rollback(sess: Session, previous_transaction) -> None:
+    if not previous_transaction.nested:
+        sess.info.pop(_KEY, None)
+
+
+@socketio.on("connect")
+def _connect(auth=None):
+    """Only signed-in users (session cookie) or token holders may connect."""
+    from app.core import services
+
+    user = current_user if current_user.is_authenticated else None
+    if user is None and isinstance(auth, dict) and isinstance(auth.get("token"), str):
+        user = services.user_for_token(auth["token"])
+    if user is None:
+        raise ConnectionRefusedError("unauthorized")
+    join_room(user_room(user.id))
+    if session.get("login_id"):
+        join_room(login_room(session["login_id"]))
+
+
+def end_login_sockets(login_id: str) -> None:
+    """At sign-out: tell that browser's sockets to close, and close the local ones."""
+    room = login_room(login_id)
+    socketio.emit("session_ended", {}, to=room)
+    server = socketio.server
+    if server is None:
+        return
+    for sid, _eio_sid in list(server.manager.get_participants("/", room)):
+        server.disconnect(sid, namespace="/")

@@ -1,0 +1,38 @@
+"""Jinja filters and globals shared by every module's templates."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import Flask, current_app
+from flask_babel import format_datetime, get_locale
+from flask_login import current_user
+
+from app.core import notifications
+
+
+def register(app: Flask) -> None:
+    @app.template_filter("dt")
+    def dt(value: datetime | None, fmt: str = "medium") -> str:
+        return format_datetime(value, fmt) if value else "—"
+
+    @app.template_filter("filesize")
+    def filesize(n: int) -> str:
+        for unit in ("B", "KB", "MB", "GB"):
+            if n < 1024 or unit == "GB":
+                return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+            n /= 1024
+        return str(n)
+
+    @app.context_processor
+    def shell():
+        from app.core import nav_items
+
+        unread = notifications.unread_count(current_user.id) \
+            if current_user.is_authenticated else 0
+        return {
+            "nav": nav_items(current_app),
+            "unread_notifications": unread,
+            "languages": current_app.config["LANGUAGES"],
+            "current_language": str(get_locale() or "en"),
+        }

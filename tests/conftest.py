@@ -1,0 +1,272 @@
+"""Fixtures: one app and one migrated schema per run; each test in a rolled-back transaction.
+
+Set TEST_DATABASE_URL (PostgreSQL) and REDIS_URL to run against real servers; without
+them the suite uses a SQLite file and in-memory rate limits. Tests marked `live` serve
+the app on a real port and commit for real; their rows are wiped afterwards.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import re
+import tempfile
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from flask import has_app_context
+from flask.testing import FlaskClient
+from werkzeug.serving import make_server
+
+from app import create_app
+from app.core import clock
+from app.extensions import db as _db
+from app.extensions import limiter
+
+PG_URL = os.environ.get("TEST_DATABASE_URL")
+REDIS_URL = os.environ.get("REDIS_URL")
+RUN_ID = uuid.uuid4().hex[:8]
+PASSWORD = "correct-horse-battery-42"
+
+
+def _database_url(tmp: Path) -> tuple[str, dict]:
+    if not PG_URL:
+        return f"sqlite:///{tmp / 'test.sqlite'}", {}
+    schema = f"crm_test_{RUN_ID}"
+    url = PG_URL.replace("postgresql://", "postgresql+psycopg://", 1)
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    engine.dispose()
+    return url, {"connect_args": {"options": f"-csearch_path={schema}"}, "pool_pre_ping": True,
+                 "_schema": schema}
+
+
+@pytest.fixture(scope="session")
+def app():
+    tmp = Path(tempfile.mkdtemp(prefix="crm-test-"))
+    url, engine_options = _database_url(tmp)
+    schema = engine_options.pop("_schema", None)
+    application = create_app({
+        "CRM_ENV": "testing",
+        "TESTING": True,
+        "SECRET_KEY": "test-secret",
+        "SQLALCHEMY_DATABASE_URI": url,
+        "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
+        "INSTANCE_DIR": tmp,
+        "UPLOAD_DIR": str(tmp / "uploads"),
+        "MAX_UPLOAD_MB": 1,
+        "MAX_CONTENT_LENGTH": 1024 * 1024,
+        "RATELIMIT_KEY_PREFIX": f"crm-test-{RUN_ID}",
+        "REDIS_URL": REDIS_URL,
+        "RATELIMIT_STORAGE_URI": REDIS_URL or "memory://",
+    })
+    application.test_client_class = Client
+    with application.app_context():
+        from flask_migrate import upgrade
+
+        upgrade()
+    yield application
+    with application.app_context():
+        _db.session.remove()
+        _db.engine.dispose()
+    if schema:
+        engine = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1))
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+class Client(FlaskClient):
+    """Each request runs in a fresh context, as in a real server, with its own app context,
+    `g` and session; the test's own session is expired afterwards so it sees the changes."""
+
+    def open(self, *args, **kwargs):
+        if not has_app_context():  # a redirect followed inside the request's own context
+            return super().open(*args, **kwargs)
+        response = contextvars.Context().run(super().open, *args, **kwargs)
+        _db.session.expire_all()
+        return response
+
+    def csrf(self, path: str = "/") -> str:
+        html = self.get(path, follow_redirects=True).get_data(as_text=True)
+        return re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)
+
+    def form(self, path: str, data: dict | None = None, **kwargs):
+        """POST a form the way a browser does: with this session's CSRF token."""
+        payload = dict(data or {})
+        payload.setdefault("csrf_token", self.csrf())
+        return self.post(path, data=payload, **kwargs)
+
+    def sign_in(self, email: str, password: str = PASSWORD):
+        return self.form("/login", {"email": email, "password": password})
+
+
+@pytest.fixture(autouse=True)
+def db(request, app):
+    """Every test inside an outer transaction that is rolled back at its end."""
+    limiter.reset()
+    clock.release()
+    if request.node.get_closest_marker("live"):
+        ctx = app.app_context()
+        ctx.push()
+        yield _db
+        _db.session.remove()
+        wipe(app)
+        ctx.pop()
+        return
+    ctx = app.app_context()
+    ctx.push()
+    connection = _db.engine.connect()
+    outer = connection.begin()
+    _db.session.remove()
+    _db.session.configure(bind=connection, join_transaction_mode="create_savepoint")
+    try:
+        yield _db
+    finally:
+        _db.session.remove()
+        _db.session.configure(bind=None, join_transaction_mode="conservative_savepoint")
+        outer.rollback()
+        connection.close()
+        ctx.pop()
+        clock.release()
+
+
+def wipe(app) -> None:
+    """Remove every committed row (the audit trigger is lifted for this alone)."""
+    engine = _db.engine
+    tables = [t.name for t in reversed(_db.metadata.sorted_tables)]
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
+            for name in tables:
+                conn.execute(sa.text(f'DELETE FROM "{name}"'))
+        else:
+            triggers = conn.execute(sa.text(
+                "SELECT name, sql FROM sqlite_master WHERE type='trigger'")).all()
+            for name, _sql in triggers:
+                conn.execute(sa.text(f'DROP TRIGGER "{name}"'))
+            for name in tables:
+                conn.execute(sa.text(f'DELETE FROM "{name}"'))
+            for _name, sql in triggers:
+                conn.execute(sa.text(sql))
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def make_user(db):
+    from app.core.models import User
+    from app.core.passwords import hash_password
+
+    hashed = hash_password(PASSWORD)
+    counter = iter(range(1, 10_000))
+
+    def make(name: str | None = None, *, email: str | None = None, is_admin: bool = False,
+             active: bool = True, language: str = "en", timezone: str = "UTC") -> User:
+        n = next(counter)
+        user = User(email=email or f"user{n}-{uuid.uuid4().hex[:6]}@example.test",
+                    name=name or f"Person {n}", password_hash=hashed, is_admin=is_admin,
+                    active=active, language=language, timezone=timezone)
+        db.session.add(user)
+        db.session.commit()
+        return user
+
+    return make
+
+
+@pytest.fixture
+def user(make_user):
+    return make_user("Ivan Petrov")
+
+
+@pytest.fixture
+def admin(make_user):
+    return make_user("Anna Admin", is_admin=True)
+
+
+@pytest.fixture
+def user_client(app, user):
+    c = app.test_client()
+    assert c.sign_in(user.email).status_code == 302
+    return c
+
+
+@pytest.fixture
+def admin_client(app, admin):
+    c = app.test_client()
+    assert c.sign_in(admin.email).status_code == 302
+    return c
+
+
+@pytest.fixture
+def token_for(db):
+    from app.core import services
+
+    def make(user) -> str:
+        _token, plain = services.create_token(user, {"name": "test"})
+        db.session.commit()
+        return plain
+
+    return make
+
+
+@pytest.fixture
+def count_queries(app):
+    """Counts the SQL statements run inside the `with` block."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def counting():
+        statements: list[str] = []
+
+        def listener(conn, cursor, statement, *args):
+            statements.append(statement)
+
+        sa.event.listen(_db.engine, "before_cursor_execute", listener)
+        try:
+            yield statements
+        finally:
+            sa.event.remove(_db.engine, "before_cursor_execute", listener)
+
+    return counting
+
+
+class LiveServer:
+    def __init__(self, app):
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.port = self.server.server_port
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def live_server(app):
+    with LiveServer(app) as server:
+        yield server
+
+
+def seed_user(name: str, email: str, *, is_admin: bool = False, language: str = "en"):
+    """Commit a user for a live test (the server sees only committed rows)."""
+    from app.core.models import User
+    from app.core.passwords import hash_password
+
+    user = User(email=email, name=name, password_hash=hash_password(PASSWORD),
+                is_admin=is_admin, language=language)
+    _db.session.add(user)
+    _db.session.commit()
+    return user
