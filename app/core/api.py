@@ -52,7 +52,7 @@ class Tokens(MethodView):
     def post(self, data):
         """Create a token; the secret is in the answer once."""
         token, plain = services.create_token(api_user(), data)
-        return {**NewTokenSchema().dump(token), "token": plain}
+        return {"token": plain, **{k: getattr(token, k) for k in TokenSchema().fields}}
 
 
 @tokens_api.route("/<int:token_id>")

@@ -73,8 +73,11 @@ def register(app: Flask) -> None:
         fields = {}
         data = getattr(exc, "data", None)  # webargs puts validation messages here
         if data and "messages" in data:
-            for location in data["messages"].values():
-                fields.update({k: v if isinstance(v, list) else [v] for k, v in location.items()})
+            for location, messages in data["messages"].items():
+                if isinstance(messages, dict):
+                    fields.update({k: v if isinstance(v, list) else [v] for k, v in messages.items()})
+                else:  # the body itself is wrong (e.g. not JSON)
+                    fields[location] = messages if isinstance(messages, list) else [messages]
         return error_response(exc.code or 500, code, message(), fields,
                               dict(data.get("headers") or {}) if data else None)
 

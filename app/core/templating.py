@@ -12,6 +12,8 @@ from app.core import notifications
 
 
 def register(app: Flask) -> None:
+    app.jinja_env.globals["zip"] = zip
+
     @app.template_filter("dt")
     def dt(value: datetime | None, fmt: str = "medium") -> str:
         return format_datetime(value, fmt) if value else "—"
