@@ -85,6 +85,7 @@ class Client(FlaskClient):
     `g` and session; the test's own session is expired afterwards so it sees the changes."""
 
     def open(self, *args, **kwargs):
+        kwargs.setdefault("buffered", True)  # read and close file responses at once
         if not has_app_context():  # a redirect followed inside the request's own context
             return super().open(*args, **kwargs)
         response = contextvars.Context().run(super().open, *args, **kwargs)

@@ -163,7 +163,7 @@ def attachment_content(attachment_id):
 
 def send_attachment(att):
     mime, headers = attachments.download_headers(att)
-    resp = send_file(attachments.open_blob(att), mimetype=mime, as_attachment=True,
+    resp = send_file(attachments.blob_path(att), mimetype=mime, as_attachment=True,
                      download_name=att.filename, max_age=0, conditional=False)
     resp.headers.update(headers)
     return resp

@@ -166,8 +166,8 @@ def get(actor: User, attachment_id: int) -> Attachment:
     return att
 
 
-def open_blob(att: Attachment):
-    return open(_blob_path(att.sha256), "rb")  # noqa: SIM115 - the response closes it
+def blob_path(att: Attachment) -> Path:
+    return _blob_path(att.sha256)
 
 
 def delete(actor: User, attachment_id: int) -> None:

@@ -8,6 +8,7 @@ from flask import has_request_context, request
 from sqlalchemy import event, select
 from sqlalchemy.orm import selectinload
 
+from app.core.clock import utcnow
 from app.core.errors import PermissionDenied
 from app.core.models import AuditEvent, User
 from app.extensions import db
@@ -23,6 +24,7 @@ def record(
     after: dict | None = None,
 ) -> AuditEvent:
     ev = AuditEvent(
+        at=utcnow(),
         actor_id=actor.id if actor else None,
         action=action,
         entity_type=entity_type,
@@ -37,7 +39,8 @@ def record(
 
 def query(filters: dict):
     """A select() of audit events matching the filters, newest first; the caller paginates."""
-    stmt = select(AuditEvent).options(selectinload(AuditEvent.actor)).order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+    stmt = (select(AuditEvent).options(selectinload(AuditEvent.actor))
+            .order_by(AuditEvent.at.desc(), AuditEvent.id.desc()))
     if filters.get("actor_id"):
         stmt = stmt.where(AuditEvent.actor_id == filters["actor_id"])
     if filters.get("action"):

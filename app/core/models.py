@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from flask_login import UserMixin
@@ -21,13 +21,15 @@ class UTCDateTime(TypeDecorator):
     cache_ok = True
 
     def process_bind_param(self, value, dialect):
-        if value is not None and value.tzinfo is None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
             raise ValueError("naive datetime given; use app.core.clock.utcnow()")
-        return value
+        value = value.astimezone(UTC)
+        # SQLite compares text: store every value in one zone-less form.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value, dialect):
-        from datetime import UTC
-
         if value is not None and value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         return value
