@@ -14,6 +14,8 @@ from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
+import app.core.sqlite  # noqa: F401 - transaction handling for SQLite engines
+
 
 class Session(_FsaSession):
     """Honours an explicit bind (tests join an outer transaction through it)."""
