@@ -10,9 +10,12 @@ from __future__ import annotations
 import contextvars
 import os
 import re
+import subprocess
+import sys
 import tempfile
 import threading
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -30,6 +33,43 @@ PG_URL = os.environ.get("TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("REDIS_URL")
 RUN_ID = uuid.uuid4().hex[:8]
 PASSWORD = "correct-horse-battery-42"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config):
+    if os.environ.get("CRM_REQUIRE_SERVICES") and not (PG_URL and REDIS_URL):
+        raise pytest.UsageError("CRM_REQUIRE_SERVICES is set: TEST_DATABASE_URL and REDIS_URL "
+                                "must both be given")
+
+
+def _pg_engine() -> sa.Engine:
+    return sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1))
+
+
+@contextmanager
+def fresh_database_url(tmp: Path):
+    """An empty database for a subprocess: a new PostgreSQL schema, or a SQLite file."""
+    if not PG_URL:
+        yield f"sqlite:///{tmp / 'fresh.sqlite'}"
+        return
+    schema = f"crm_fresh_{uuid.uuid4().hex[:8]}"
+    engine = _pg_engine()
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+def flask_cli(env: dict, *args: str, timeout: int = 120) -> str:
+    """Run `flask ...` in a subprocess with the given environment; fail on error."""
+    result = subprocess.run([sys.executable, "-m", "flask", *args], env=env, cwd=ROOT,
+                            capture_output=True, text=True, timeout=timeout, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
 
 
 def _database_url(tmp: Path) -> tuple[str, dict]:
@@ -37,7 +77,7 @@ def _database_url(tmp: Path) -> tuple[str, dict]:
         return f"sqlite:///{tmp / 'test.sqlite'}", {}
     schema = f"crm_test_{RUN_ID}"
     url = PG_URL.replace("postgresql://", "postgresql+psycopg://", 1)
-    engine = sa.create_engine(url)
+    engine = _pg_engine()
     with engine.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     engine.dispose()
@@ -74,7 +114,7 @@ def app():
         _db.session.remove()
         _db.engine.dispose()
     if schema:
-        engine = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1))
+        engine = _pg_engine()
         with engine.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         engine.dispose()
@@ -221,7 +261,6 @@ def token_for(db):
 @pytest.fixture
 def count_queries(app):
     """Counts the SQL statements run inside the `with` block."""
-    from contextlib import contextmanager
 
     @contextmanager
     def counting():
@@ -262,7 +301,12 @@ def live_server(app):
 
 
 def seed_user(name: str, email: str, *, is_admin: bool = False, language: str = "en"):
-    """Commit a user for a live test (the server sees only committed rows)."""
+    """Commit a user for a live test (the server sees only committed rows).
+
+    Returns plain values and ends the transaction, so the test holds no SQLite snapshot
+    while the server writes."""
+    from types import SimpleNamespace
+
     from app.core.models import User
     from app.core.passwords import hash_password
 
@@ -270,4 +314,7 @@ def seed_user(name: str, email: str, *, is_admin: bool = False, language: str = 
                 is_admin=is_admin, language=language)
     _db.session.add(user)
     _db.session.commit()
-    return user
+    values = SimpleNamespace(id=user.id, email=user.email, name=user.name, is_admin=is_admin,
+                             is_active=True)
+    _db.session.close()
+    return values
