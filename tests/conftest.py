@@ -164,12 +164,14 @@ def db(request, app):
     connection = _db.engine.connect()
     outer = connection.begin()
     _db.session.remove()
+    factory_kw = dict(_db.session.session_factory.kw)
     _db.session.configure(bind=connection, join_transaction_mode="create_savepoint")
     try:
         yield _db
     finally:
         _db.session.remove()
-        _db.session.configure(bind=None, join_transaction_mode="conservative_savepoint")
+        _db.session.session_factory.kw.clear()
+        _db.session.session_factory.kw.update(factory_kw)
         outer.rollback()
         connection.close()
         ctx.pop()

@@ -128,11 +128,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _serve(env: dict, port: int) -> subprocess.Popen:
+def _serve(env: dict, port: int, log) -> subprocess.Popen:
     proc = subprocess.Popen(
         [sys.executable, "-m", "flask", "crm", "serve", "--port", str(port), "--no-jobs"],
-        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        start_new_session=True)
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
     end = time.monotonic() + 20
     while time.monotonic() < end:
         try:
@@ -141,7 +140,8 @@ def _serve(env: dict, port: int) -> subprocess.Popen:
         except requests.ConnectionError:
             time.sleep(0.2)
     proc.kill()
-    raise AssertionError(proc.stderr.read().decode()[-2000:])
+    proc.wait(5)
+    raise AssertionError(f"server on port {port} did not start; see {log.name}")
 
 
 @pytest.mark.skipif(not REDIS_URL, reason="needs REDIS_URL for the Socket.IO message queue")
@@ -154,7 +154,8 @@ def test_two_processes_deliver_to_each_others_clients(tmp_path):
         flask_cli(env, "crm", "create-admin", "--email", "two@example.test", "--name", "Two",
                   "--password", PASSWORD)
         port_a, port_b = _free_port(), _free_port()
-        servers = [_serve(env, port_a), _serve(env, port_b)]
+        log = open(tmp_path / "servers.log", "wb")  # noqa: SIM115 - closed below
+        servers = [_serve(env, port_a, log), _serve(env, port_b, log)]
         a, b = f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}"
         try:
             for listen_on, act_on in ((a, b), (b, a)):
@@ -174,3 +175,4 @@ def test_two_processes_deliver_to_each_others_clients(tmp_path):
             for proc in servers:
                 os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait(10)
+            log.close()
