@@ -47,6 +47,10 @@ def ensure_user(email: str, name: str, *, is_admin: bool = False, language: str 
                     timezone=timezone, password_hash=hash_password(DEMO_PASSWORD))
         db.session.add(user)
         db.session.flush()
+        from app.core import audit
+        from app.core.services import snapshot
+
+        audit.record(None, "user.create", "user", user.id, after=snapshot(user))
     return user
 
 

@@ -88,8 +88,10 @@ def login():
 @bp.route("/logout", methods=["POST"])
 def logout():
     login_id = session.get("login_id")
+    language = current_user.language
     logout_user()
     session.clear()
+    session["language"] = language  # the sign-in page stays in the person's language
     if login_id:
         end_login_sockets(login_id)
     flash(_("You have signed out."), "info")

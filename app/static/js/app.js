@@ -75,7 +75,7 @@
     socket.on("notifications_read", (n) => setUnread(n.unread));
     socket.on("session_ended", () => {
       socket.disconnect();
-      window.location.reload();
+      window.location.assign("/login");
     });
   }
 })();

@@ -1,0 +1,45 @@
+"""Screenshots of the main pages for the README: run against a server with the demo loaded.
+
+    python docs/screenshots.py http://127.0.0.1:5000
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+OUT = Path(__file__).parent / "screenshots"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+PAGES = [
+    ("home", "/"),
+    ("account", "/account"),
+    ("tokens", "/account/tokens"),
+    ("notifications", "/notifications"),
+    ("users", "/admin/users"),
+    ("audit", "/admin/audit"),
+]
+
+
+def main(base: str, email: str = "admin@demo.crm", password: str = "demo-password-2026") -> None:
+    OUT.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(f"{base}/login")
+        page.screenshot(path=OUT / "login.png")
+        page.fill("#email", email)
+        page.fill("#password", password)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{base}/")
+        for name, path in PAGES:
+            page.goto(base + path)
+            page.wait_for_load_state("networkidle")
+            page.screenshot(path=OUT / f"{name}.png", full_page=True)
+        browser.close()
+
+
+if __name__ == "__main__":
+    main(*(sys.argv[1:] or ["http://127.0.0.1:5000"]))
