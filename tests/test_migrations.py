@@ -21,9 +21,9 @@ def test_single_head():
 
 
 def test_models_match_migrations(app):
-    with db.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}),
-                                db.metadata)
+    conn = db.session.connection()
+    diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}),
+                            db.metadata)
     assert diff == []
 
 

@@ -2,6 +2,9 @@
 
 pysqlite otherwise starts transactions lazily and commits on RELEASE SAVEPOINT; see
 SQLAlchemy's "Serializable isolation / Savepoints / Transactional DDL" notes for SQLite.
+Transactions begin IMMEDIATE: a request that reads and then writes would otherwise fail
+with "database is locked" when another request wrote in between; this way requests wait
+their turn (busy_timeout). SQLite is for trying the CRM out; production uses PostgreSQL.
 """
 
 from __future__ import annotations
@@ -26,4 +29,4 @@ def _on_connect(dbapi_connection, connection_record):
 @event.listens_for(Engine, "begin")
 def _on_begin(conn):
     if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql("BEGIN")
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
