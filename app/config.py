@@ -34,7 +34,8 @@ class Config:
     CRM_ENV = "development"
     INSTANCE_DIR = ROOT / "instance"
     SQLALCHEMY_DATABASE_URI = f"sqlite:///{ROOT / 'instance' / 'crm.sqlite'}"
-    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    # Stale connections are recycled rather than pinged: a ping is a round trip per request.
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_recycle": 1800}
     REDIS_URL: str | None = None
     SECRET_KEY: str | None = None
     UPLOAD_DIR = str(ROOT / "instance" / "uploads")

@@ -119,7 +119,8 @@ from app.core.schemas import UserSchema
 from app.extensions import db
 app = create_app()
 with app.app_context():
-    user = User(email="bench@example.test", name="Bench", password_hash=hash_password("x" * 12))
+    import uuid
+    user = User(email=f"bench-{uuid.uuid4().hex[:8]}@example.test", name="Bench", password_hash=hash_password("x" * 12))
     db.session.add(user); db.session.flush()
     _tok, plain = services.create_token(user, {"name": "bench"})
     db.session.commit()

@@ -14,6 +14,7 @@ from flask_babel import gettext as _
 from marshmallow import Schema
 from marshmallow import ValidationError as MaValidationError
 from sqlalchemy import func, select
+from sqlalchemy.orm import joinedload
 
 from app.core import audit, notifications
 from app.core.clock import utcnow
@@ -221,7 +222,8 @@ def user_for_token(plain: str) -> User | None:
     """The active owner of a live token, or None."""
     if not plain or not plain.startswith(TOKEN_PREFIX) or len(plain) > 200:
         return None
-    token = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == _digest(plain)))
+    token = db.session.scalar(select(ApiToken).options(joinedload(ApiToken.user))
+                              .where(ApiToken.token_hash == _digest(plain)))
     if token is None or token.revoked_at is not None or not token.user.is_active:
         return None
     now = utcnow()
