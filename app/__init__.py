@@ -39,10 +39,15 @@ def register_extensions(app: Flask) -> None:
     )
 
 
-def register_blueprints(app: Flask) -> None:
-    from app.core import register
+# Each module package has register(app): blueprints, API, nav entry, registries.
+MODULES = ["core"]
 
-    register(app)
+
+def register_blueprints(app: Flask) -> None:
+    from importlib import import_module
+
+    for name in MODULES:
+        import_module(f"app.{name}").register(app)
 
 
 def register_errorhandlers(app: Flask) -> None:

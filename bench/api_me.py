@@ -11,7 +11,6 @@ figure to compare across machines.
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import re
 import shutil
@@ -120,7 +119,8 @@ from app.extensions import db
 app = create_app()
 with app.app_context():
     import uuid
-    user = User(email=f"bench-{uuid.uuid4().hex[:8]}@example.test", name="Bench", password_hash=hash_password("x" * 12))
+    user = User(email=f"bench-{uuid.uuid4().hex[:8]}@example.test", name="Bench",
+                password_hash=hash_password("x" * 12))
     db.session.add(user); db.session.flush()
     _tok, plain = services.create_token(user, {"name": "bench"})
     db.session.commit()

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
+from app.core.demo import DEMO_PASSWORD
+
 OUT = Path(__file__).parent / "screenshots"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -23,7 +25,7 @@ PAGES = [
 ]
 
 
-def main(base: str, email: str = "admin@demo.crm", password: str = "demo-password-2026") -> None:
+def main(base: str, email: str = "admin@demo.crm", password: str = DEMO_PASSWORD) -> None:
     OUT.mkdir(exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)

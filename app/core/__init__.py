@@ -31,7 +31,13 @@ def register(app: Flask) -> None:
     api.init_app(app)
     for blp in core_apis:
         api.register_blueprint(blp)
-    app.extensions["crm_nav"] = [("core.home", _l("Home"), "house")]
+    app.extensions["crm_nav"] = []
+    add_nav(app, "core.home", _l("Home"), "house")
+
+
+def add_nav(app: Flask, endpoint: str, label, icon: str) -> None:
+    """A module's entry in the top navigation (label lazily translated, Bootstrap icon)."""
+    app.extensions["crm_nav"].append((endpoint, label, icon))
 
 
 def nav_items(app: Flask) -> list[tuple[str, str, str]]:
