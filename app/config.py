@@ -102,8 +102,8 @@ def finish(conf: dict) -> None:
             "postgresql://", "postgresql+psycopg://", 1
         )
     if not conf.get("SECRET_KEY"):
-        if conf["CRM_ENV"] == "production":
-            raise RuntimeError("SECRET_KEY must be set when CRM_ENV=production")
+        if conf["CRM_ENV"] != "development":
+            raise RuntimeError(f"SECRET_KEY must be set when CRM_ENV={conf['CRM_ENV']}")
         conf["SECRET_KEY"] = _dev_secret(Path(conf["INSTANCE_DIR"]))
     conf["MAX_CONTENT_LENGTH"] = conf["MAX_UPLOAD_MB"] * 1024 * 1024
     conf["RATELIMIT_STORAGE_URI"] = conf["REDIS_URL"] or "memory://"

@@ -6,10 +6,12 @@ session's after_commit hook runs it, so a rolled-back change reaches no one.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 
 from flask import session
+from flask_babel import gettext as _
 from flask_login import current_user
 from flask_socketio import join_room
 from sqlalchemy import event
@@ -66,6 +68,54 @@ def _connect(auth=None):
     join_room(user_room(user.id))
     if session.get("login_id"):
         join_room(login_room(session["login_id"]))
+
+
+def _error(code: str, message: str, fields: dict | None = None) -> dict:
+    return {"error": {"code": code, "message": message, "fields": fields or {}}}
+
+
+def socket_event(name: str):
+    """Register a Socket.IO event handler that runs like a request: the signed-in user,
+    one commit on success, a rollback and an error answer ({"error": {...}}) otherwise."""
+
+    def register(fn):
+        @functools.wraps(fn)
+        def handler(data=None):
+            from app.core.errors import DomainError
+
+            if not current_user.is_authenticated:
+                return _error("unauthorized", _("Sign in again."))
+            try:
+                result = fn(current_user, data if isinstance(data, dict) else {})
+                db.session.commit()
+                return result
+            except DomainError as exc:
+                db.session.rollback()
+                return _error(exc.code, exc.message, exc.fields)
+            except Exception:
+                db.session.rollback()
+                log.exception("socket event %s failed", name)
+                return _error("internal_error",
+                              _("Something went wrong on our side. It has been logged."))
+
+        socketio.on_event(name, handler)
+        return fn
+
+    return register
+
+
+@socket_event("notifications.read")
+def _notifications_read(user, data):
+    """Mark notifications read from a live client: {"ids": [...]} or {"all": true}."""
+    from app.core import notifications
+
+    changed = notifications.mark_read(user, data)
+    return {"changed": changed, "unread": notifications.unread_count(user.id)}
+
+
+def end_user_sockets(user_id: int) -> None:
+    """After commit, tell every socket of this person that the session is over."""
+    on_commit(lambda: socketio.emit("session_ended", {}, to=user_room(user_id)))
 
 
 def end_login_sockets(login_id: str) -> None:

@@ -22,6 +22,7 @@ from app.core.errors import Conflict, NotFound, PermissionDenied, Unauthorized, 
 from app.core.i18n import translate_library_message
 from app.core.models import ApiToken, User
 from app.core.passwords import hash_password, policy_errors, verify_password
+from app.core.realtime import end_user_sockets
 from app.core.schemas import (
     PasswordChangeSchema,
     PasswordResetSchema,
@@ -155,6 +156,7 @@ def update_user(actor: User, user: User, data: Mapping) -> User:
         from app.core import signals
 
         if before["active"] and not after["active"]:
+            end_user_sockets(user.id)
             signals.user_deactivated.send(user, actor=actor)
     return user
 

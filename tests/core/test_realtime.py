@@ -176,3 +176,37 @@ def test_two_processes_deliver_to_each_others_clients(tmp_path):
                 os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait(10)
             log.close()
+
+
+def test_socket_event_marks_read_and_answers_errors(live_server):
+    user = seed_user("Reader", "reader@example.test")
+    notifications.notify(user.id, "test", "One")
+    notifications.notify(user.id, "test", "Two")
+    db.session.commit()
+    session = sign_in(live_server.url, user.email)
+    sio, _events = client_for(live_server.url, cookie=cookie_header(session))
+    try:
+        bad = sio.call("notifications.read", {"ids": "not-a-list"}, timeout=5)
+        assert bad["error"]["code"] == "validation_error" and "ids" in bad["error"]["fields"]
+        assert notifications.unread_count(user.id) == 2
+        db.session.close()  # end the read before the server writes (SQLite locks)
+        ok = sio.call("notifications.read", {"all": True}, timeout=5)
+        assert ok == {"changed": 2, "unread": 0}
+    finally:
+        sio.disconnect()
+        db.session.close()
+
+
+def test_deactivation_ends_the_persons_sockets(live_server):
+    admin = seed_user("Boss", "boss-live@example.test", is_admin=True)
+    user = seed_user("Leaver", "leaver-live@example.test")
+    session = sign_in(live_server.url, user.email)
+    sio, events = client_for(live_server.url, cookie=cookie_header(session))
+    try:
+        from app.core.models import User
+
+        services.set_active(db.session.get(User, admin.id), db.session.get(User, user.id), False)
+        db.session.commit()
+        next_event(events, "session_ended")
+    finally:
+        sio.disconnect()

@@ -73,9 +73,12 @@
       document.dispatchEvent(new CustomEvent("crm:notification", { detail: n }));
     });
     socket.on("notifications_read", (n) => setUnread(n.unread));
+    // This tab may itself be signing out: never cut its own navigation short.
+    let leaving = false;
+    window.addEventListener("beforeunload", () => { leaving = true; });
     socket.on("session_ended", () => {
       socket.disconnect();
-      window.location.assign("/login");
+      if (!leaving) window.location.assign("/login");
     });
   }
 })();
