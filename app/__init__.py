@@ -10,6 +10,12 @@ def create_app(config: dict | None = None) -> Flask:
 
     app = Flask(__name__, instance_path=None)
     app.config.update(Config.from_env(**(config or {})))
+    if app.config["TRUSTED_PROXIES"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # Behind a proxy the client's address (rate limits, audit) comes from X-Forwarded-For.
+        n = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     register_extensions(app)
     register_blueprints(app)
     register_errorhandlers(app)

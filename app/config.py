@@ -19,13 +19,14 @@ def _bool(name: str, default: bool = False) -> bool:
 def _dev_secret(instance: Path) -> str:
     """A random key kept in instance/ so development sessions survive a restart."""
     path = instance / "secret_key"
-    if path.exists():
-        return path.read_text().strip()
     instance.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_hex(32)
-    path.write_text(key)
-    path.chmod(0o600)
-    return key
+    try:  # created once, private from the start; a racing process reads the winner's key
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32))
+    return path.read_text().strip()
 
 
 class Config:
@@ -66,6 +67,7 @@ class Config:
     OPENAPI_URL_PREFIX = "/api/v1"
     OPENAPI_JSON_PATH = "openapi.json"
     PER_PAGE = 25
+    TRUSTED_PROXIES = 0
 
     @classmethod
     def from_env(cls, **overrides) -> dict:
@@ -90,6 +92,7 @@ class Config:
         conf["SMTP_TLS"] = _bool("SMTP_TLS")
         conf["MAIL_FROM"] = env.get("MAIL_FROM", cls.MAIL_FROM)
         conf["SECRET_KEY"] = env.get("SECRET_KEY") or None
+        conf["TRUSTED_PROXIES"] = int(env.get("TRUSTED_PROXIES", "0"))
         conf.update(overrides)
         finish(conf)
         return conf

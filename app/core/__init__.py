@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, url_for
 from flask_babel import lazy_gettext as _l
+from flask_login import user_loaded_from_cookie
 
 
 def register(app: Flask) -> None:
@@ -19,20 +20,48 @@ def register(app: Flask) -> None:
     login_manager.login_message_category = "info"
 
     @login_manager.user_loader
-    def load_user(user_id: str):
+    def load_user(session_id: str):
         from app.core.models import User
 
-        user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
-        return user if user is not None and user.is_active else None
+        user_id, _sep, version = session_id.partition(":")
+        if not (user_id.isdigit() and version.isdigit()):
+            return None
+        user = db.session.get(User, int(user_id))
+        if user is None or not user.is_active or user.session_version != int(version):
+            return None
+        return user
+
+    @user_loaded_from_cookie.connect_via(app)
+    def restored_from_cookie(sender, user):
+        import secrets
+
+        from flask import session
+
+        session["login_id"] = secrets.token_hex(16)  # so sign-out can end its sockets
 
     access.register(app)
     register_templating(app)
     app.register_blueprint(bp)
     api.init_app(app)
+    _guard_api_docs(app)
     for blp in core_apis:
         api.register_blueprint(blp)
     app.extensions["crm_nav"] = []
     add_nav(app, "core.home", _l("Home"), "house")
+
+
+def _guard_api_docs(app: Flask) -> None:
+    """The OpenAPI document is for signed-in people and token holders only."""
+    from flask_login import current_user
+
+    from app.core.api_base import authenticate_bearer
+
+    @app.before_request
+    def docs_need_auth():
+        from flask import request
+
+        if request.blueprint == "api-docs" and not current_user.is_authenticated:
+            authenticate_bearer()
 
 
 def add_nav(app: Flask, endpoint: str, label, icon: str) -> None:

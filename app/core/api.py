@@ -11,12 +11,10 @@ from app.core.schemas import (
     AttachmentSchema,
     AuditEventSchema,
     AuditFilterSchema,
-    NewTokenSchema,
     NotificationReadSchema,
     NotificationSchema,
     OwnerSchema,
     PageArgsSchema,
-    TokenCreateSchema,
     TokenSchema,
     UserCreateSchema,
     UserSchema,
@@ -40,19 +38,12 @@ def me():
     return api_user()
 
 
+# Tokens are created on the signed-in page only: a leaked token cannot mint successors.
 @tokens_api.route("")
-class Tokens(MethodView):
-    @tokens_api.response(200, TokenSchema(many=True))
-    def get(self):
-        """The caller's tokens (never their secret)."""
-        return services.tokens_of(api_user())
-
-    @tokens_api.arguments(TokenCreateSchema)
-    @tokens_api.response(201, NewTokenSchema)
-    def post(self, data):
-        """Create a token; the secret is in the answer once."""
-        token, plain = services.create_token(api_user(), data)
-        return {"token": plain, **{k: getattr(token, k) for k in TokenSchema().fields}}
+@tokens_api.response(200, TokenSchema(many=True))
+def list_tokens():
+    """The caller's tokens (never their secret)."""
+    return services.tokens_of(api_user())
 
 
 @tokens_api.route("/<int:token_id>")

@@ -12,19 +12,20 @@ import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import filetype
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from werkzeug.datastructures import FileStorage
 
 from app.core import audit
 from app.core.errors import NotFound, PermissionDenied, ValidationError
+from app.core.jobs import job
 from app.core.models import Attachment, User
-from app.core.realtime import on_commit
 from app.extensions import db
 
 CHUNK = 1024 * 1024
@@ -174,15 +175,39 @@ def delete(actor: User, attachment_id: int) -> None:
     att = get(actor, attachment_id)
     if not _owners[att.owner_type].can_edit(actor, att.owner_id):
         raise PermissionDenied(_("You may not remove this file."))
-    sha = att.sha256
     audit.record(actor, "attachment.delete", att.owner_type, att.owner_id,
                  before={"attachment_id": att.id, "filename": att.filename, "size": att.size})
     db.session.delete(att)
-    db.session.flush()
-    still_used = db.session.scalar(select(func.count()).where(Attachment.sha256 == sha))
-    if not still_used:
-        path = _blob_path(sha)
-        on_commit(lambda: path.unlink(missing_ok=True))
+    # The bytes stay until the purge job finds no row using them (another upload of the
+    # same content may be committing right now).
+
+
+ORPHAN_GRACE = timedelta(hours=1)
+
+
+@job("purge_files")
+def purge_orphan_files(now: datetime) -> str:
+    """Delete stored files that no attachment uses and that are older than the grace period."""
+    root = Path(current_app.config["UPLOAD_DIR"])
+    if not root.exists():
+        return "nothing stored"
+    cutoff = (now - ORPHAN_GRACE).timestamp()
+    candidates = {p.name: p for p in root.glob("??/*") if p.is_file()
+                  and p.stat().st_mtime < cutoff}
+    used = set()
+    names = list(candidates)
+    for i in range(0, len(names), 500):
+        used |= set(db.session.scalars(select(Attachment.sha256).where(
+            Attachment.sha256.in_(names[i:i + 500]))))
+    removed = 0
+    for name, path in candidates.items():
+        if name not in used:
+            path.unlink(missing_ok=True)
+            removed += 1
+    stale_tmp = [p for p in (root / "tmp").glob("*") if p.stat().st_mtime < cutoff]
+    for p in stale_tmp:
+        p.unlink(missing_ok=True)
+    return f"removed {removed} files"
 
 
 def download_headers(att: Attachment) -> tuple[str, dict]:

@@ -71,13 +71,14 @@ def serve(host, port, jobs):
 @with_appcontext
 def create_admin(email, name, password):
     """Create the first administrator."""
-    from app.core.models import User
-    from app.core.passwords import hash_password, policy_errors
+    from app.core import services
+    from app.core.errors import DomainError
 
-    errors = policy_errors(password, email)
-    if errors:
-        raise click.ClickException(" ".join(errors))
-    db.session.add(User(email=email.strip().lower(), name=name, is_admin=True,
-                        password_hash=hash_password(password)))
+    try:
+        services.bootstrap_admin({"email": email, "name": name, "password": password})
+    except DomainError as exc:
+        db.session.rollback()
+        details = " ".join(" ".join(v) for v in exc.fields.values())
+        raise click.ClickException(f"{exc.message} {details}".strip()) from exc
     db.session.commit()
     click.echo(f"Administrator {email} created.")

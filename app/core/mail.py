@@ -20,6 +20,8 @@ BATCH = 50
 
 def queue_email(to: str, subject: str, body: str, due_at: datetime | None = None
                 ) -> OutboundEmail:
+    # Header values are single lines: a line break would inject headers.
+    to, subject = " ".join(to.split()), " ".join(subject.split())
     row = OutboundEmail(to_address=to, subject=subject[:300], body=body, due_at=due_at or utcnow())
     db.session.add(row)
     return row
@@ -42,23 +44,27 @@ def _send(row: OutboundEmail) -> None:
 
 @job("send_email")
 def send_due_email(now: datetime) -> str:
-    """Claims due rows (skipping those another worker holds), sends each once."""
+    """Sends due rows one at a time: each is claimed (skipping rows another worker holds),
+    sent, and committed at once, so a failure later never undoes, and so repeats, mail
+    already delivered."""
     if not current_app.config.get("SMTP_HOST"):
         return "SMTP is not configured"
-    rows = db.session.scalars(
-        select(OutboundEmail)
-        .where(OutboundEmail.sent_at.is_(None), OutboundEmail.due_at <= now,
-               OutboundEmail.attempts < MAX_ATTEMPTS)
-        .order_by(OutboundEmail.due_at, OutboundEmail.id)
-        .limit(BATCH)
-        .with_for_update(skip_locked=True)
-    ).all()
     sent = failed = 0
-    for row in rows:
+    for _ in range(BATCH):
+        row = db.session.scalars(
+            select(OutboundEmail)
+            .where(OutboundEmail.sent_at.is_(None), OutboundEmail.due_at <= now,
+                   OutboundEmail.attempts < MAX_ATTEMPTS)
+            .order_by(OutboundEmail.due_at, OutboundEmail.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        ).first()
+        if row is None:
+            break
         row.attempts += 1
         try:
             _send(row)
-        except (OSError, smtplib.SMTPException) as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure is recorded and retried later
             row.last_error = str(exc)[:1000]
             row.due_at = now + timedelta(minutes=2 ** row.attempts)
             failed += 1
@@ -66,4 +72,5 @@ def send_due_email(now: datetime) -> str:
             row.sent_at = now
             row.last_error = None
             sent += 1
+        db.session.commit()
     return f"sent {sent}, failed {failed}"

@@ -55,6 +55,10 @@ def _drop_on_rollback(sess: Session, previous_transaction) -> None:
         sess.info.pop(_KEY, None)
 
 
+def token_room(token_id: int) -> str:
+    return f"token:{token_id}"
+
+
 @socketio.on("connect")
 def _connect(auth=None):
     """Only signed-in users (session cookie) or token holders may connect."""
@@ -62,12 +66,29 @@ def _connect(auth=None):
 
     user = current_user if current_user.is_authenticated else None
     if user is None and isinstance(auth, dict) and isinstance(auth.get("token"), str):
-        user = services.user_for_token(auth["token"])
+        token = services.live_token(auth["token"])
+        if token is not None:
+            user = token.user
+            session["socket_user_id"] = user.id  # this socket's own session
+            join_room(token_room(token.id))
     if user is None:
+        db.session.rollback()
         raise ConnectionRefusedError("unauthorized")
     join_room(user_room(user.id))
     if session.get("login_id"):
         join_room(login_room(session["login_id"]))
+    db.session.commit()
+
+
+def socket_user():
+    """The person behind this socket: the signed-in user, or the token's owner."""
+    from app.core.models import User
+
+    if current_user.is_authenticated:
+        return current_user
+    user_id = session.get("socket_user_id")
+    user = db.session.get(User, user_id) if user_id else None
+    return user if user is not None and user.is_active else None
 
 
 def _error(code: str, message: str, fields: dict | None = None) -> dict:
@@ -83,10 +104,11 @@ def socket_event(name: str):
         def handler(data=None):
             from app.core.errors import DomainError
 
-            if not current_user.is_authenticated:
+            user = socket_user()
+            if user is None:
                 return _error("unauthorized", _("Sign in again."))
             try:
-                result = fn(current_user, data if isinstance(data, dict) else {})
+                result = fn(user, data if isinstance(data, dict) else {})
                 db.session.commit()
                 return result
             except DomainError as exc:
@@ -114,16 +136,39 @@ def _notifications_read(user, data):
 
 
 def end_user_sockets(user_id: int) -> None:
-    """After commit, tell every socket of this person that the session is over."""
-    on_commit(lambda: socketio.emit("session_ended", {}, to=user_room(user_id)))
+    """After commit: every socket of this person is told the session is over and stops
+    receiving (the room is closed in every process through the message queue)."""
+    room = user_room(user_id)
+
+    def end():
+        socketio.emit("session_ended", {}, to=room)
+        _disconnect_local(room)
+        socketio.close_room(room)
+
+    on_commit(end)
+
+
+def end_token_sockets(token_id: int) -> None:
+    """After commit: sockets opened with this token are told, and closed."""
+    room = token_room(token_id)
+
+    def end():
+        socketio.emit("session_ended", {}, to=room)
+        _disconnect_local(room)
+
+    on_commit(end)
+
+
+def _disconnect_local(room: str) -> None:
+    server = socketio.server
+    if server is None:
+        return
+    for sid, _eio_sid in list(server.manager.get_participants("/", room)):
+        server.disconnect(sid, namespace="/")
 
 
 def end_login_sockets(login_id: str) -> None:
     """At sign-out: tell that browser's sockets to close, and close the local ones."""
     room = login_room(login_id)
     socketio.emit("session_ended", {}, to=room)
-    server = socketio.server
-    if server is None:
-        return
-    for sid, _eio_sid in list(server.manager.get_participants("/", room)):
-        server.disconnect(sid, namespace="/")
+    _disconnect_local(room)

@@ -84,10 +84,6 @@ class TokenSchema(Schema):
     revoked_at = fields.DateTime(allow_none=True)
 
 
-class NewTokenSchema(TokenSchema):
-    token = fields.String(metadata={"description": "Shown once; store it now."})
-
-
 class NotificationSchema(Schema):
     id = fields.Integer()
     kind = fields.String()

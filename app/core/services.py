@@ -22,7 +22,7 @@ from app.core.errors import Conflict, NotFound, PermissionDenied, Unauthorized, 
 from app.core.i18n import translate_library_message
 from app.core.models import ApiToken, User
 from app.core.passwords import hash_password, policy_errors, verify_password
-from app.core.realtime import end_user_sockets
+from app.core.realtime import end_token_sockets, end_user_sockets
 from app.core.schemas import (
     PasswordChangeSchema,
     PasswordResetSchema,
@@ -110,6 +110,7 @@ def change_password(actor: User, data: Mapping) -> None:
         exc.fields = {"new_password": exc.fields["password"]}
         raise
     actor.password_hash = hash_password(values["new_password"])
+    actor.end_sessions()  # other browsers signed in as this person are signed out
     audit.record(actor, "user.password_change", "user", actor.id)
     notifications.notify(actor.id, "security", _("Your password was changed."))
 
@@ -118,6 +119,15 @@ def change_password(actor: User, data: Mapping) -> None:
 
 def create_user(actor: User, data: Mapping) -> User:
     require_admin(actor)
+    return _new_user(actor, data)
+
+
+def bootstrap_admin(data: Mapping) -> User:
+    """The first administrator, from the command line (no acting user yet)."""
+    return _new_user(None, {**data, "is_admin": True})
+
+
+def _new_user(actor: User | None, data: Mapping) -> User:
     values = load(UserCreateSchema(), data)
     values["email"] = values["email"].strip().lower()
     if find_by_email(values["email"]):
@@ -156,6 +166,7 @@ def update_user(actor: User, user: User, data: Mapping) -> User:
         from app.core import signals
 
         if before["active"] and not after["active"]:
+            user.end_sessions()
             end_user_sockets(user.id)
             signals.user_deactivated.send(user, actor=actor)
     return user
@@ -170,6 +181,8 @@ def reset_password(actor: User, user: User, data: Mapping) -> None:
     values = load(PasswordResetSchema(), data)
     _check_password(values["password"], user.email)
     user.password_hash = hash_password(values["password"])
+    user.end_sessions()
+    end_user_sockets(user.id)
     audit.record(actor, "user.password_reset", "user", user.id)
     notifications.notify(user.id, "security", _("An administrator set a new password for you."))
 
@@ -177,8 +190,9 @@ def reset_password(actor: User, user: User, data: Mapping) -> None:
 def users_query(search: str | None = None, include_inactive: bool = True):
     stmt = select(User).order_by(User.name, User.id)
     if search:
-        like = f"%{search.strip().lower()}%"
-        stmt = stmt.where(func.lower(User.name).like(like) | func.lower(User.email).like(like))
+        q = search.strip().lower()
+        stmt = stmt.where(func.lower(User.name).contains(q, autoescape=True)
+                          | func.lower(User.email).contains(q, autoescape=True))
     if not include_inactive:
         stmt = stmt.where(User.active.is_(True))
     return stmt
@@ -216,12 +230,19 @@ def revoke_token(actor: User, token_id: int) -> ApiToken:
         raise NotFound(_("No such token."))
     if token.revoked_at is None:
         token.revoked_at = utcnow()
+        end_token_sockets(token.id)
         audit.record(actor, "token.revoke", "api_token", token.id, before={"name": token.name})
     return token
 
 
 def user_for_token(plain: str) -> User | None:
     """The active owner of a live token, or None."""
+    token = live_token(plain)
+    return token.user if token is not None else None
+
+
+def live_token(plain: str) -> ApiToken | None:
+    """The unrevoked token of an active account with this secret, or None."""
     if not plain or not plain.startswith(TOKEN_PREFIX) or len(plain) > 200:
         return None
     token = db.session.scalar(select(ApiToken).options(joinedload(ApiToken.user))
@@ -232,4 +253,4 @@ def user_for_token(plain: str) -> User | None:
     # Touch at most once a minute so reads stay reads.
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
         token.last_used_at = now
-    return token.user
+    return token

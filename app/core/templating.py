@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import Flask, current_app
+from flask import Flask, current_app, request
 from flask_babel import format_datetime, get_locale
 from flask_login import current_user
 
@@ -30,8 +30,9 @@ def register(app: Flask) -> None:
     def shell():
         from app.core import nav_items
 
+        # Fragments (htmx) have no bell to fill.
         unread = notifications.unread_count(current_user.id) \
-            if current_user.is_authenticated else 0
+            if current_user.is_authenticated and not request.headers.get("HX-Request") else 0
         return {
             "nav": nav_items(current_app),
             "unread_notifications": unread,

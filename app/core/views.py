@@ -128,7 +128,12 @@ def account():
                            form=request.form if errors else None), status
 
 
+def _user_key() -> str:
+    return f"password:{current_user.get_id()}"
+
+
 @bp.route("/account/password", methods=["GET", "POST"])
+@limiter.limit(_login_limit, key_func=_user_key, methods=["POST"])
 def password():
     errors, status = {}, 200
     if request.method == "POST":
@@ -137,6 +142,7 @@ def password():
         except ValidationError as exc:
             errors, status = form_errors(exc), 422
         else:
+            login_user(current_user._get_current_object())  # this browser stays signed in
             flash(_("Your password is changed."), "success")
             return redirect(url_for("core.account"))
     return render_template("core/password.html", errors=errors), status
@@ -279,7 +285,7 @@ def audit_log():
         "until": _day(args.get("until"), tz, end=True),
     }
     page = db.paginate(audit.query(filters), per_page=50, error_out=False)
-    people = db.session.scalars(services.users_query()).all()
+    people = db.session.scalars(services.users_query(include_inactive=False)).all()
     return render_template("core/audit.html", page=page, args=args, actions=audit.actions(),
                            people=people)
 

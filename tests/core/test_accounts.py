@@ -134,3 +134,49 @@ def test_user_list_searches_and_paginates(admin_client, make_user):
     assert "Searchable 00" in page1 and "Searchable 29" not in page1 and "30 in all" in page1
     page2 = admin_client.get("/admin/users?q=searchable&page=2").get_data(as_text=True)
     assert "Searchable 29" in page2
+
+
+def test_password_change_signs_out_other_browsers(app, user_client, user):
+    other = app.test_client()
+    other.sign_in(user.email)
+    assert other.get("/account").status_code == 200
+    user_client.form("/account/password", {"current_password": PASSWORD,
+                                           "new_password": "a-much-better-one-77"})
+    assert user_client.get("/account").status_code == 200  # this browser stays in
+    assert other.get("/account").status_code == 302  # the other is signed out
+
+
+def test_admin_reset_signs_the_person_out(app, admin_client, user_client, user):
+    admin_client.form(f"/admin/users/{user.id}/password", {"password": "reset-by-admin-99"})
+    assert user_client.get("/account").status_code == 302
+
+
+def test_password_guessing_on_the_change_form_is_limited(user_client):
+    codes = [user_client.form("/account/password", {
+        "current_password": f"guess-number-{i}", "new_password": "a-much-better-one-77"}
+    ).status_code for i in range(11)]
+    assert codes[:10] == [422] * 10 and codes[10] == 429
+
+
+def test_user_search_folds_cyrillic(admin_client, make_user):
+    make_user("Иван Грозный")
+    page = admin_client.get("/admin/users?q=иван").get_data(as_text=True)
+    assert "Иван Грозный" in page
+    page = admin_client.get("/admin/users?q=%25").get_data(as_text=True)
+    assert "Nobody matches." in page  # % is a character, not a wildcard
+
+
+def test_create_admin_command(app, db):
+    from click.testing import CliRunner
+
+    runner = CliRunner()
+    args = ["crm", "create-admin", "--email", "Root@Example.test", "--name", "Root",
+            "--password", "first-admin-pass-1"]
+    assert "created" in runner.invoke(app.cli, args).output
+    root = db.session.scalar(select(User).where(User.email == "root@example.test"))
+    assert root.is_admin
+    again = runner.invoke(app.cli, args)
+    assert again.exit_code != 0 and "already exists" in again.output
+    weak = runner.invoke(app.cli, ["crm", "create-admin", "--email", "x@example.test",
+                                   "--name", "X", "--password", "password"])
+    assert weak.exit_code != 0 and "at least 10" in weak.output

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select
 
+from app.core import clock, jobs
 from app.core.models import Attachment, AuditEvent
 
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -61,6 +63,10 @@ def test_upload_list_download_delete(app, user_client, user, db):
     assert resp.status_code == 200 and "No files yet." in resp.get_data(as_text=True)
     db.session.expunge_all()
     assert db.session.get(Attachment, att_id) is None
+    # the bytes go with the purge job, once unused for an hour
+    assert jobs.run_due(only="purge_files")["purge_files"] == "removed 0 files"
+    clock.freeze(datetime.now(UTC) + timedelta(hours=2))
+    assert jobs.run_due(only="purge_files")["purge_files"] == "removed 1 files"
     assert not path.exists()
     actions = list(db.session.scalars(select(AuditEvent.action).where(
         AuditEvent.action.like("attachment.%")).order_by(AuditEvent.id)))
@@ -74,6 +80,8 @@ def test_same_content_is_stored_once_and_kept_while_used(app, user_client, user,
     assert len(rows) == 2 and rows[0].sha256 == rows[1].sha256
     path = Path(app.config["UPLOAD_DIR"]) / rows[0].sha256[:2] / rows[0].sha256
     user_client.post(f"/attachments/{rows[0].id}/delete", headers={"X-CSRFToken": user_client.csrf()})
+    clock.freeze(datetime.now(UTC) + timedelta(hours=2))
+    jobs.run_due(only="purge_files")
     assert path.exists()  # still used by b.txt
     assert user_client.get(f"/attachments/{rows[1].id}").data == b"same bytes here"
 

@@ -150,3 +150,16 @@ def _wait(cond, timeout=5.0):
             return
         time.sleep(0.05)
     raise AssertionError("condition not met in time")
+
+
+def test_header_injection_is_flattened_and_a_bad_row_does_not_resend_others(smtp_server, db):
+    clock.freeze(datetime(2026, 5, 1, 9, tzinfo=UTC))
+    mail.queue_email("a@example.test", "Hello\r\nBcc: victim@example.test", "x")
+    mail.queue_email("b@example.test", "Second", "y")
+    db.session.commit()
+    jobs.run_due(only="send_email")
+    _wait(lambda: len(smtp_server.messages) == 2)
+    first = smtp_server.messages[0]
+    assert first["Subject"] == "Hello Bcc: victim@example.test" and first["Bcc"] is None
+    jobs.run_due(only="send_email")
+    assert len(smtp_server.messages) == 2

@@ -210,3 +210,24 @@ def test_deactivation_ends_the_persons_sockets(live_server):
         next_event(events, "session_ended")
     finally:
         sio.disconnect()
+
+
+def test_token_socket_can_act_and_is_closed_when_revoked(live_server):
+    from app.core.models import User
+
+    user = seed_user("Robot", "robot@example.test")
+    notifications.notify(user.id, "test", "For the robot")
+    token, plain = services.create_token(db.session.get(User, user.id), {"name": "robot"})
+    token_id = token.id
+    db.session.commit()
+    db.session.close()
+    sio, events = client_for(live_server.url, token=plain)
+    try:
+        assert sio.call("notifications.read", {"all": True}, timeout=5)["unread"] == 0
+        services.revoke_token(db.session.get(User, user.id), token_id)
+        db.session.commit()
+        next_event(events, "disconnect")
+        assert not sio.connected
+    finally:
+        if sio.connected:
+            sio.disconnect()
