@@ -37,6 +37,7 @@ lint: install
 
 bench: install
 	$(BIN)/python -m bench.api_me
+	$(BIN)/python -m bench.orgchart_board
 
 extract-messages: $(STAMP)
 	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -o app/translations/messages.pot .

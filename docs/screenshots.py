@@ -22,6 +22,9 @@ PAGES = [
     ("notifications", "/notifications"),
     ("users", "/admin/users"),
     ("audit", "/admin/audit"),
+    ("board", "/org/"),
+    ("workload", "/org/workload"),
+    ("manage", "/org/manage"),
 ]
 
 
@@ -39,7 +42,11 @@ def main(base: str, email: str = "admin@demo.crm", password: str = DEMO_PASSWORD
         for name, path in PAGES:
             page.goto(base + path)
             page.wait_for_load_state("networkidle")
-            page.screenshot(path=OUT / f"{name}.png", full_page=True)
+            page.screenshot(path=OUT / f"{name}.png", full_page=name != "board")
+        page.goto(f"{base}/org/")
+        page.get_by_role("link", name="Sales manager").first.click()
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=OUT / "post.png", full_page=True)
         browser.close()
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from flask import has_app_context
+from flask import g, has_app_context
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
@@ -130,6 +130,8 @@ class Client(FlaskClient):
             return super().open(*args, **kwargs)
         response = contextvars.Context().run(super().open, *args, **kwargs)
         _db.session.expire_all()
+        for key in [k for k in g if k.startswith("_cache_")]:  # per-request caches
+            g.pop(key)
         return response
 
     def csrf(self, path: str = "/") -> str:

@@ -221,9 +221,15 @@ def download_headers(att: Attachment) -> tuple[str, dict]:
     }
 
 
+def _is_admin(user: User) -> bool:
+    from app.core.services import is_admin
+
+    return is_admin(user)
+
+
 # A user's own files (their account page); administrators may see them too.
 register_owner(
     "user",
-    can_see=lambda actor, owner_id: actor.id == owner_id or actor.is_admin,
+    can_see=lambda actor, owner_id: actor.id == owner_id or _is_admin(actor),
     can_edit=lambda actor, owner_id: actor.id == owner_id,
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 
 from sqlalchemy import select
 
@@ -39,12 +40,17 @@ def load_all() -> list[str]:
     return done
 
 
+@cache
+def _demo_hash() -> str:
+    return hash_password(DEMO_PASSWORD)  # one argon2 hash for all demo accounts
+
+
 def ensure_user(email: str, name: str, *, is_admin: bool = False, language: str = "en",
                 timezone: str = "Europe/Moscow") -> User:
     user = db.session.scalar(select(User).where(User.email == email))
     if user is None:
         user = User(email=email, name=name, is_admin=is_admin, language=language,
-                    timezone=timezone, password_hash=hash_password(DEMO_PASSWORD))
+                    timezone=timezone, password_hash=_demo_hash())
         db.session.add(user)
         db.session.flush()
         from app.core import audit

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from flask_babel import gettext as _
 from marshmallow import Schema
@@ -47,8 +47,22 @@ def load(schema: Schema, data: Mapping, *, partial: bool = False) -> dict:
         raise ValidationError(_("Please correct the highlighted fields."), fields) from exc
 
 
+_admin_sources: list[Callable[[User], bool]] = []
+
+
+def register_admin_source(check: Callable[[User], bool]) -> None:
+    """Let a module grant administration (the chart: posts with the capability)."""
+    _admin_sources.append(check)
+
+
+def is_admin(user: User | None) -> bool:
+    if user is None or not getattr(user, "is_authenticated", False) or not user.is_active:
+        return False
+    return user.is_admin or any(check(user) for check in _admin_sources)
+
+
 def require_admin(actor: User) -> None:
-    if actor is None or not actor.is_active or not actor.is_admin:
+    if not is_admin(actor):
         raise PermissionDenied(_("Only administrators may do this."))
 
 

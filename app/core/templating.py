@@ -12,7 +12,9 @@ from app.core import notifications
 
 
 def register(app: Flask) -> None:
-    app.jinja_env.globals["zip"] = zip
+    from app.core.services import is_admin
+
+    app.jinja_env.globals.update(zip=zip, is_admin=is_admin)
 
     @app.template_filter("dt")
     def dt(value: datetime | None, fmt: str = "medium") -> str:

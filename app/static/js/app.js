@@ -3,6 +3,11 @@
   "use strict";
   const csrf = document.querySelector('meta[name="csrf-token"]')?.content;
 
+  // Buttons that destroy ask first: <button data-confirm="Are you sure?">.
+  document.addEventListener("submit", (e) => {
+    const question = e.submitter && e.submitter.dataset.confirm;
+    if (question && !window.confirm(question)) e.preventDefault();
+  });
   document.addEventListener("htmx:configRequest", (e) => {
     if (csrf) e.detail.headers["X-CSRFToken"] = csrf;
   });

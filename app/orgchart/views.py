@@ -1,0 +1,230 @@
+"""Pages of the chart: the board, a post, a person, editing, the template, workload."""
+
+from __future__ import annotations
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+from sqlalchemy import select
+
+from app.core.errors import DomainError
+from app.core.models import User
+from app.extensions import db
+from app.orgchart import bp, services, template
+from app.orgchart import chart as charts
+from app.orgchart.models import Assignment
+
+
+def _form(booleans: tuple[str, ...] = ()) -> dict:
+    """The posted form as service input: checkboxes as booleans, an empty parent as none."""
+    data = {k: v for k, v in request.form.items() if k not in ("csrf_token", "next")}
+    for key in booleans:
+        data[key] = key in request.form
+    if data.get("parent_id") == "":
+        data["parent_id"] = None
+    return data
+
+
+def _back(default: str) -> str:
+    target = request.form.get("next", "")
+    return target if target.startswith("/") and not target.startswith("//") else default
+
+
+@bp.route("/")
+def board():
+    """The whole organisation, or one unit zoomed in (?unit=)."""
+    chart = charts.load()
+    unit_id = request.args.get("unit", type=int)
+    if unit_id is not None and unit_id not in chart.units:
+        abort(404)
+    roots = [chart.units[unit_id]] if unit_id else chart.roots()
+    return render_template("orgchart/board.html", chart=chart, roots=roots, zoom=unit_id,
+                           printing=bool(request.args.get("print")),
+                           can_edit=services.can_edit_chart(current_user))
+
+
+@bp.route("/posts/<int:post_id>")
+def post(post_id: int):
+    chart = charts.load()
+    post = chart.posts.get(post_id)
+    if post is None:
+        abort(404)
+    history = db.session.scalars(
+        select(Assignment).where(Assignment.post_id == post_id)
+        .order_by(Assignment.started_at.desc())).all()
+    users = db.session.scalars(select(User).where(User.active.is_(True)).order_by(User.name)) \
+        if services.can_edit_chart(current_user) else []
+    return render_template(
+        "orgchart/post.html", chart=chart, post=post, holding=chart.holding(post),
+        superior=chart.superior_post(post), below=[p for p in chart.posts_below(post)
+                                                   if chart.superior_post(p) == post],
+        history=history, capabilities=services.capabilities_of_post(post_id),
+        capability_names=services.CAPABILITIES, can_edit=services.can_edit_chart(current_user),
+        users=users, errors={})
+
+
+@bp.route("/people/<int:user_id>")
+def person(user_id: int):
+    chart = charts.load()
+    person = db.session.get(User, user_id)
+    if person is None:
+        abort(404)
+    people, _posts = services.workload(current_user) if (
+        person.id == current_user.id or services.can_manage(current_user, person)) else ([], [])
+    load = next((row for row in people if row.id == person.id), None)
+    return render_template(
+        "orgchart/person.html", chart=chart, person=person,
+        own=chart.own_posts(person.id),
+        from_above=[p for p in chart.effective_posts(person.id)
+                    if p.id not in {a.post_id for a in chart.own[p.id]} and
+                    chart.holding(p).from_post is not None],
+        superiors=chart.superiors_of(person.id), subordinates=chart.subordinates_of(person.id),
+        load=load, labels={p.key: p.label for p in services.providers()})
+
+
+# --- editing --------------------------------------------------------------------------------
+
+def _guard():
+    if not services.can_edit_chart(current_user):
+        abort(403)
+
+
+@bp.route("/manage")
+def manage():
+    _guard()
+    chart = charts.load()
+    units = [u for root in chart.roots() for u in _walk(chart, root)]
+    return render_template("orgchart/manage.html", chart=chart, units=units, errors={},
+                           form={})
+
+
+def _walk(chart, unit, depth=0):
+    unit.depth = depth
+    yield unit
+    for child in chart.children[unit.id]:
+        yield from _walk(chart, child, depth + 1)
+
+
+def _run(action, ok_message: str, back: str, then=None):
+    """Run an editing service: on success flash and go on; on a domain error undo, flash
+    the reason and go back."""
+    _guard()
+    try:
+        result = action()
+    except DomainError as exc:
+        db.session.rollback()
+        details = " ".join(" ".join(v) for v in exc.fields.values())
+        flash(f"{exc.message} {details}".strip(), "danger")
+        return redirect(_back(back))
+    flash(ok_message, "success")
+    return redirect(then(result) if callable(then) else (then or _back(back)))
+
+
+def _post_page(post_id: int) -> str:
+    return url_for("orgchart.post", post_id=post_id)
+
+
+@bp.route("/units", methods=["POST"])
+def unit_create():
+    return _run(lambda: services.create_unit(current_user, _form()), _("The unit is created."),
+                url_for("orgchart.manage"))
+
+
+@bp.route("/units/<int:unit_id>", methods=["POST"])
+def unit_update(unit_id: int):
+    return _run(lambda: services.update_unit(current_user, unit_id, _form()), _("Saved."),
+                url_for("orgchart.manage"))
+
+
+@bp.route("/units/<int:unit_id>/archive", methods=["POST"])
+def unit_archive(unit_id: int):
+    return _run(lambda: services.archive_unit(current_user, unit_id),
+                _("The unit is archived with everything below it."), url_for("orgchart.manage"))
+
+
+@bp.route("/posts", methods=["POST"])
+def post_create():
+    return _run(lambda: services.create_post(current_user, _form(("is_head",))),
+                _("The post is created."), url_for("orgchart.manage"),
+                then=lambda post: _post_page(post.id))
+
+
+@bp.route("/posts/<int:post_id>/edit", methods=["POST"])
+def post_update(post_id: int):
+    return _run(lambda: services.update_post(current_user, post_id, _form(("is_head",))),
+                _("Saved."), _post_page(post_id), then=_post_page(post_id))
+
+
+@bp.route("/posts/<int:post_id>/archive", methods=["POST"])
+def post_archive(post_id: int):
+    return _run(lambda: services.archive_post(current_user, post_id), _("The post is archived."),
+                _post_page(post_id), then=url_for("orgchart.board"))
+
+
+@bp.route("/posts/<int:post_id>/holders", methods=["POST"])
+def holder_add(post_id: int):
+    data = {**_form(("acting",)), "post_id": post_id}
+    return _run(lambda: services.assign(current_user, data), _("The person is on the post."),
+                _post_page(post_id), then=_post_page(post_id))
+
+
+@bp.route("/assignments/<int:assignment_id>/end", methods=["POST"])
+def holder_end(assignment_id: int):
+    post_id = services.get_assignment(assignment_id).post_id
+    return _run(lambda: services.end_assignment(current_user, assignment_id),
+                _("The person left the post."), _post_page(post_id), then=_post_page(post_id))
+
+
+@bp.route("/assignments/<int:assignment_id>/acting", methods=["POST"])
+def holder_acting(assignment_id: int):
+    post_id = services.get_assignment(assignment_id).post_id
+    data = {"acting": request.form.get("acting") == "1"}
+    return _run(lambda: services.update_assignment(current_user, assignment_id, data), _("Saved."),
+                _post_page(post_id), then=_post_page(post_id))
+
+
+@bp.route("/posts/<int:post_id>/capabilities", methods=["POST"])
+def capability_set(post_id: int):
+    data = _form()
+    if data.get("amount") in ("", None):
+        data["amount"] = None
+    return _run(lambda: services.set_capability(current_user, post_id, data), _("Saved."),
+                _post_page(post_id), then=_post_page(post_id))
+
+
+@bp.route("/posts/<int:post_id>/capabilities/<name>/remove", methods=["POST"])
+def capability_remove(post_id: int, name: str):
+    return _run(lambda: services.remove_capability(current_user, post_id, name), _("Removed."),
+                _post_page(post_id), then=_post_page(post_id))
+
+
+@bp.route("/template", methods=["POST"])
+def apply_template():
+    return _run(lambda: template.apply(current_user, _form()),
+                _("The company is created from the seven-division template."),
+                url_for("orgchart.manage"), then=lambda unit: url_for("orgchart.board", unit=unit.id))
+
+
+# --- workload -------------------------------------------------------------------------------
+
+@bp.route("/workload", methods=["GET", "POST"])
+def workload():
+    errors, status = {}, 200
+    if request.method == "POST":
+        try:
+            services.set_thresholds(current_user, request.form)
+        except DomainError as exc:
+            errors, status = exc.fields or {"overloaded_at": [exc.message]}, exc.status
+            if exc.status == 403:
+                abort(403)
+        else:
+            flash(_("The thresholds are saved."), "success")
+            return redirect(url_for("orgchart.workload"))
+    people, posts = services.workload(current_user)
+    return render_template("orgchart/workload.html", people=people, posts=posts,
+                           thresholds=services.thresholds(), errors=errors,
+                           labels={p.key: p.label for p in services.providers()},
+                           can_edit=services.can_edit_chart(current_user),
+                           chart=charts.load(), form=request.form if errors else None), status
+
+
