@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from sqlalchemy import func, insert, select
 
 from app.core.models import User
 from app.core.passwords import hash_password
 from app.orgchart import chart as charts
-from app.orgchart import services, template
+from app.orgchart import services
 from app.orgchart.models import Assignment, Post, Unit
-
-
-@pytest.fixture
-def acme(db, admin):
-    company = template.apply(admin, {"company": "Acme", "language": "en"})
-    db.session.commit()
-    return company
 
 
 def post_titled(title: str) -> Post:

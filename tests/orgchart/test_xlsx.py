@@ -16,7 +16,7 @@ import app.orgchart.io_views  # noqa: F401 - the routes, as registering the modu
 from app.core.errors import PermissionDenied, ValidationError
 from app.core.models import AuditEvent
 from app.orgchart import chart as charts
-from app.orgchart import services, template, xlsx
+from app.orgchart import services, xlsx
 from app.orgchart.models import Assignment, Post, Unit
 
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -24,11 +24,6 @@ PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
 HEADER = ["unit path", "post", "head", "holder e-mail", "holder name", "acting"]
 
 
-@pytest.fixture
-def acme(admin, db):
-    company = template.apply(admin, {"company": "Acme", "language": "en"})
-    db.session.commit()
-    return company
 
 
 def post_titled(title: str) -> Post:
