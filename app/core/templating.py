@@ -9,6 +9,7 @@ from flask_babel import format_datetime, get_locale
 from flask_login import current_user
 
 from app.core import notifications
+from app.core.money import format_money
 
 
 def register(app: Flask) -> None:
@@ -19,6 +20,8 @@ def register(app: Flask) -> None:
     @app.template_filter("dt")
     def dt(value: datetime | None, fmt: str = "medium") -> str:
         return format_datetime(value, fmt) if value else "—"
+
+    app.add_template_filter(format_money, "money")
 
     @app.template_filter("filesize")
     def filesize(n: int) -> str:

@@ -7,7 +7,16 @@ from flask_babel import lazy_gettext as _l
 from marshmallow import EXCLUDE, Schema, fields, validate, validates_schema
 from marshmallow import ValidationError as MaValidationError
 
+from app.core.money import MAX_MAJOR
 from app.orgchart.models import UNIT_KINDS
+
+SEPARATOR = " / "  # joins unit names into a path in imports and exports
+
+
+def _no_separator(value: str) -> None:
+    if SEPARATOR in value:
+        raise MaValidationError(str(_l("A name cannot contain “ / ” (it separates units in a "
+                                       "path).")))
 
 CURRENCIES = frozenset(list_currencies())
 
@@ -20,7 +29,8 @@ class _In(Schema):
 class UnitIn(_In):
     parent_id = fields.Integer(allow_none=True, load_default=None)
     kind = fields.String(required=True, validate=validate.OneOf(UNIT_KINDS))
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    name = fields.String(required=True, validate=[validate.Length(min=1, max=200),
+                                                  _no_separator])
     number = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=16))
     position = fields.Integer(load_default=0, validate=validate.Range(min=0, max=100_000))
     description = fields.String(load_default="", validate=validate.Length(max=20_000))
@@ -57,7 +67,8 @@ class AssignmentUpdate(_In):
 
 class CapabilityIn(_In):
     name = fields.String(required=True)
-    amount = fields.Decimal(allow_none=True, load_default=None, places=2, as_string=False)
+    amount = fields.Decimal(allow_none=True, load_default=None, as_string=False,
+                            validate=validate.Range(max=MAX_MAJOR))
     currency = fields.String(allow_none=True, load_default=None)
 
     @validates_schema

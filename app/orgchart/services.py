@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.core import audit
 from app.core.clock import utcnow
 from app.core.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from app.core.models import User
-from app.core.services import is_admin, load
+from app.core.money import to_minor
+from app.core.services import is_admin, load, require_admin
 from app.extensions import db
 from app.orgchart import chart as charts
 from app.orgchart.models import Assignment, Capability, Post, Setting, Unit
@@ -40,6 +40,9 @@ CAPABILITIES = {
     "administer": _l("Administer the CRM"),
 }
 AMOUNT_CAPABILITIES = {"approve_expenses"}
+# Only administrators grant these, or put people on posts that carry "administer":
+# otherwise a chart editor could make themselves an administrator.
+PRIVILEGED = {"administer", "manage_chart"}
 DEFAULT_THRESHOLDS = {"overloaded_at": 15, "underloaded_at": 2}
 
 
@@ -126,13 +129,19 @@ def is_executive(user: User) -> bool:
 
 
 def can_see_all(user: User) -> bool:
-    return is_admin(user) or is_executive(user) or capability(user, "manage_chart") is not None
+    return is_admin(user) or is_executive(user)
 
 
 def _require_editor(actor: User) -> None:
     if not can_edit_chart(actor):
         raise PermissionDenied(_("Only administrators and holders of a post that manages the "
                                  "chart may change it."))
+
+
+def _guard_privileged_post(actor: User, post_id: int) -> None:
+    """Who holds a post that administers the CRM is for administrators to decide."""
+    if any(c.name == "administer" for c in _capabilities_of((post_id,))):
+        require_admin(actor)
 
 
 def _changed() -> None:
@@ -205,8 +214,7 @@ def archive_unit(actor: User, unit_id: int) -> Unit:
     unit_ids = chart.subtree(unit.id)
     for uid in unit_ids:
         chart.units[uid].archived_at = now
-        for post in chart.unit_posts[uid]:
-            _archive_post(actor, post, now)
+    _archive_posts(actor, [p for uid in unit_ids for p in chart.unit_posts[uid]], now)
     audit.record(actor, "org.unit.archive", "org_unit", unit.id,
                  before=_unit_snapshot(unit), after={"archived_units": len(unit_ids)})
     _changed()
@@ -276,17 +284,21 @@ def update_post(actor: User, post_id: int, data: Mapping) -> Post:
 def archive_post(actor: User, post_id: int) -> Post:
     _require_editor(actor)
     post = get_post(post_id)
-    _archive_post(actor, post, utcnow())
+    _archive_posts(actor, [post], utcnow())
     _changed()
     return post
 
 
-def _archive_post(actor: User, post: Post, now) -> None:
-    post.archived_at = now
-    for a in db.session.scalars(select(Assignment).where(Assignment.post_id == post.id,
-                                                         Assignment.ended_at.is_(None))):
-        a.ended_at = now
-    audit.record(actor, "org.post.archive", "org_post", post.id, before=_post_snapshot(post))
+def _archive_posts(actor: User, posts: list[Post], now) -> None:
+    """Archive posts and end their assignments, in one statement whatever their number."""
+    for post in posts:
+        post.archived_at = now
+        audit.record(actor, "org.post.archive", "org_post", post.id, before=_post_snapshot(post))
+    if posts:
+        db.session.execute(update(Assignment)
+                           .where(Assignment.post_id.in_([p.id for p in posts]),
+                                  Assignment.ended_at.is_(None))
+                           .values(ended_at=now).execution_options(synchronize_session=False))
 
 
 # --- people on posts ----------------------------------------------------------------------
@@ -308,6 +320,7 @@ def assign(actor: User, data: Mapping) -> Assignment:
     if not user.is_active:
         raise ValidationError(_("A deactivated account cannot hold a post."),
                               {"user_id": [_("The account is deactivated.")]})
+    _guard_privileged_post(actor, post.id)
     if any(a.user_id == user.id for a in charts.load().own[post.id]):
         raise Conflict(_("%(name)s already holds this post.", name=user.name))
     a = Assignment(post_id=post.id, user_id=user.id, acting=values["acting"], started_at=utcnow())
@@ -336,6 +349,7 @@ def update_assignment(actor: User, assignment_id: int, data: Mapping) -> Assignm
 def end_assignment(actor: User, assignment_id: int) -> Assignment:
     _require_editor(actor)
     a = get_assignment(assignment_id)
+    _guard_privileged_post(actor, a.post_id)
     if a.ended_at is None:
         a.ended_at = utcnow()
         audit.record(actor, "org.unassign", "org_post", a.post_id,
@@ -372,9 +386,12 @@ def set_capability(actor: User, post_id: int, data: Mapping) -> Capability:
     _require_editor(actor)
     post = get_post(post_id)
     values = load(CapabilityIn(), data)
+    if values["name"] in PRIVILEGED:
+        require_admin(actor)
+    _guard_privileged_post(actor, post.id)
     amount = values.get("amount")
-    minor = int((Decimal(amount) * 100).to_integral_value()) if amount is not None else None
-    currency = values["currency"].upper() if minor is not None else None
+    currency = values["currency"].upper() if amount is not None else None
+    minor = to_minor(amount, currency) if amount is not None else None
     cap = db.session.scalar(select(Capability).where(Capability.post_id == post.id,
                                                      Capability.name == values["name"]))
     before = {"amount_minor": cap.amount_minor, "currency": cap.currency} if cap else None
@@ -396,6 +413,8 @@ def remove_capability(actor: User, post_id: int, name: str) -> None:
                                                      Capability.name == name))
     if cap is None:
         raise NotFound(_("The post has no such capability."))
+    if name in PRIVILEGED:
+        require_admin(actor)
     audit.record(actor, "org.capability.remove", "org_post", post.id,
                  before={"name": name, "amount_minor": cap.amount_minor, "currency": cap.currency})
     db.session.delete(cap)

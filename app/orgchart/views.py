@@ -6,6 +6,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from app.core.errors import DomainError
 from app.core.models import User
@@ -44,14 +45,14 @@ def board():
 
 
 @bp.route("/posts/<int:post_id>")
-def post(post_id: int):
+def post(post_id: int, errors: dict | None = None, form=None):
     chart = charts.load()
     post = chart.posts.get(post_id)
     if post is None:
         abort(404)
     history = db.session.scalars(
-        select(Assignment).where(Assignment.post_id == post_id)
-        .order_by(Assignment.started_at.desc())).all()
+        select(Assignment).options(joinedload(Assignment.user))
+        .where(Assignment.post_id == post_id).order_by(Assignment.started_at.desc())).all()
     users = db.session.scalars(select(User).where(User.active.is_(True)).order_by(User.name)) \
         if services.can_edit_chart(current_user) else []
     return render_template(
@@ -60,7 +61,7 @@ def post(post_id: int):
                                                    if chart.superior_post(p) == post],
         history=history, capabilities=services.capabilities_of_post(post_id),
         capability_names=services.CAPABILITIES, can_edit=services.can_edit_chart(current_user),
-        users=users, errors={})
+        users=users, errors=errors or {}, form=form)
 
 
 @bp.route("/people/<int:user_id>")
@@ -69,8 +70,9 @@ def person(user_id: int):
     person = db.session.get(User, user_id)
     if person is None:
         abort(404)
-    people, _posts = services.workload(current_user) if (
-        person.id == current_user.id or services.can_manage(current_user, person)) else ([], [])
+    may_see_load = (person.id == current_user.id or services.can_see_all(current_user)
+                    or services.can_manage(current_user, person))
+    people, _posts = services.workload(current_user) if may_see_load else ([], [])
     load = next((row for row in people if row.id == person.id), None)
     return render_template(
         "orgchart/person.html", chart=chart, person=person,
@@ -92,10 +94,14 @@ def _guard():
 @bp.route("/manage")
 def manage():
     _guard()
+    return _manage_page()
+
+
+def _manage_page(errors: dict | None = None, form=None, which: str | None = None):
     chart = charts.load()
     units = [u for root in chart.roots() for u in _walk(chart, root)]
-    return render_template("orgchart/manage.html", chart=chart, units=units, errors={},
-                           form={})
+    return render_template("orgchart/manage.html", chart=chart, units=units,
+                           errors=errors or {}, form=form or {}, which=which)
 
 
 def _walk(chart, unit, depth=0):
@@ -105,16 +111,20 @@ def _walk(chart, unit, depth=0):
         yield from _walk(chart, child, depth + 1)
 
 
-def _run(action, ok_message: str, back: str, then=None):
-    """Run an editing service: on success flash and go on; on a domain error undo, flash
-    the reason and go back."""
+def _run(action, ok_message: str, back: str, then=None, again=None):
+    """Run an editing service: on success flash and go on. On a domain error undo it and
+    either show the form `again(errors)` with what was typed (422), or flash the reason and
+    go back."""
     _guard()
     try:
         result = action()
     except DomainError as exc:
         db.session.rollback()
+        charts.forget()
         details = " ".join(" ".join(v) for v in exc.fields.values())
         flash(f"{exc.message} {details}".strip(), "danger")
+        if again is not None and exc.status != 403:
+            return again(exc.fields or {"_": [exc.message]}), exc.status
         return redirect(_back(back))
     flash(ok_message, "success")
     return redirect(then(result) if callable(then) else (then or _back(back)))
@@ -127,7 +137,8 @@ def _post_page(post_id: int) -> str:
 @bp.route("/units", methods=["POST"])
 def unit_create():
     return _run(lambda: services.create_unit(current_user, _form()), _("The unit is created."),
-                url_for("orgchart.manage"))
+                url_for("orgchart.manage"),
+                again=lambda errors: _manage_page(errors, request.form, "unit"))
 
 
 @bp.route("/units/<int:unit_id>", methods=["POST"])
@@ -146,13 +157,15 @@ def unit_archive(unit_id: int):
 def post_create():
     return _run(lambda: services.create_post(current_user, _form(("is_head",))),
                 _("The post is created."), url_for("orgchart.manage"),
-                then=lambda post: _post_page(post.id))
+                then=lambda post: _post_page(post.id),
+                again=lambda errors: _manage_page(errors, request.form, "post"))
 
 
 @bp.route("/posts/<int:post_id>/edit", methods=["POST"])
 def post_update(post_id: int):
     return _run(lambda: services.update_post(current_user, post_id, _form(("is_head",))),
-                _("Saved."), _post_page(post_id), then=_post_page(post_id))
+                _("Saved."), _post_page(post_id), then=_post_page(post_id),
+                again=lambda errors: post(post_id, errors, request.form))
 
 
 @bp.route("/posts/<int:post_id>/archive", methods=["POST"])
@@ -202,7 +215,8 @@ def capability_remove(post_id: int, name: str):
 def apply_template():
     return _run(lambda: template.apply(current_user, _form()),
                 _("The company is created from the seven-division template."),
-                url_for("orgchart.manage"), then=lambda unit: url_for("orgchart.board", unit=unit.id))
+                url_for("orgchart.manage"), then=lambda unit: url_for("orgchart.board", unit=unit.id),
+                again=lambda errors: _manage_page(errors, request.form, "template"))
 
 
 # --- workload -------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from app.extensions import db
 from app.orgchart import chart as charts
 from app.orgchart import services
 from app.orgchart.models import Unit
+from app.orgchart.schemas import SEPARATOR
 
 # Workbooks are XML: without defusedxml openpyxl would parse entity bombs and external
 # entities. Refuse to run at all rather than import unsafely (explicit, not an assert,
@@ -52,7 +53,6 @@ if openpyxl.DEFUSEDXML is not True:  # pragma: no cover - the dependency is pinn
 
 SHEET = "Chart"
 HEADER = ("unit path", "post", "head", "holder e-mail", "holder name", "acting")
-SEPARATOR = " / "
 # A slash with blanks (or the path's start or end) on both sides separates units.
 _SPLIT = re.compile(r"(?:^|(?<=\s))/(?=\s|$)")
 YES = "yes"

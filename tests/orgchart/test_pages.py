@@ -165,3 +165,40 @@ def test_board_query_count_does_not_grow_with_the_chart(user_client, db, count_q
         page = user_client.get("/org/")
     assert page.status_code == 200 and "Dept 9.19" in page.get_data(as_text=True)
     assert len(big) == len(small), big
+
+
+def test_a_refused_post_edit_keeps_what_was_typed(admin_client, acme, db):
+    cashier = post_titled("Cashier")
+    resp = admin_client.form(f"/org/posts/{cashier.id}/edit", {
+        "title": "Cashier", "unit_id": str(cashier.unit_id), "is_head": "on",
+        "duties": "A long text the editor typed"})
+    assert resp.status_code == 409  # the unit already has a head
+    page = resp.get_data(as_text=True)
+    assert "A long text the editor typed" in page and "already has a head post" in page
+    assert db.session.get(Post, cashier.id).duties == ""
+
+
+def test_a_refused_new_unit_keeps_its_name(admin_client, acme):
+    resp = admin_client.form("/org/units", {"kind": "division", "name": "Floating idea",
+                                            "parent_id": ""})
+    assert resp.status_code == 422
+    assert 'value="Floating idea"' in resp.get_data(as_text=True)
+
+
+def test_post_page_query_count_does_not_grow_with_history(admin_client, admin, acme, make_user,
+                                                          db, count_queries):
+    cashier = post_titled("Cashier")
+
+    def churn(n):
+        for _ in range(n):
+            a = services.assign(admin, {"post_id": cashier.id, "user_id": make_user().id})
+            services.end_assignment(admin, a.id)
+        db.session.commit()
+
+    churn(1)
+    with count_queries() as few:
+        admin_client.get(f"/org/posts/{cashier.id}")
+    churn(6)
+    with count_queries() as many:
+        admin_client.get(f"/org/posts/{cashier.id}")
+    assert len(many) == len(few)

@@ -551,3 +551,48 @@ def test_the_snapshot_costs_the_same_queries_for_a_small_and_a_big_chart(count_q
     assert len(head_holders) == 1
     head = head_holders[0].user
     assert {u.id for u in big_chart.subordinates_of(head.id)} == expected - {head.id}
+
+
+def test_a_chart_editor_cannot_make_themselves_administrator(admin, chart, make_user):
+    from app.core.errors import PermissionDenied
+
+    editor = make_user("Hera Editor")
+    post = chart.posts.cashier
+    services.set_capability(admin, post.id, {"name": "manage_chart"})
+    services.assign(admin, {"post_id": post.id, "user_id": editor.id})
+    db.session.commit()
+    assert services.can_edit_chart(editor) and not core.is_admin(editor)
+    before = row_counts()
+    for attempt in (
+        lambda: services.set_capability(editor, post.id, {"name": "administer"}),
+        lambda: services.set_capability(editor, post.id, {"name": "manage_chart"}),
+        lambda: services.remove_capability(editor, post.id, "manage_chart"),
+    ):
+        with pytest.raises(PermissionDenied):
+            attempt()
+        db.session.rollback()
+    services.set_capability(admin, chart.posts.head_direct.id, {"name": "administer"})
+    db.session.commit()
+    with pytest.raises(PermissionDenied):
+        services.assign(editor, {"post_id": chart.posts.head_direct.id, "user_id": editor.id})
+    db.session.rollback()
+    assert not core.is_admin(editor)
+    assert row_counts()["Assignment"] == before["Assignment"]
+    assert not services.can_see_all(editor)  # editing the chart is not seeing everyone's load
+
+
+def test_amounts_follow_the_currency_and_are_bounded(admin, chart):
+    cap = services.set_capability(admin, chart.posts.cashier.id,
+                                  {"name": "approve_expenses", "amount": "1000", "currency": "JPY"})
+    assert cap.amount_minor == 1000  # yen have no minor unit
+    with pytest.raises(ValidationError) as exc:
+        services.set_capability(admin, chart.posts.cashier.id, {
+            "name": "approve_expenses", "amount": "100000000000000000000", "currency": "RUB"})
+    assert "amount" in exc.value.fields
+
+
+def test_a_unit_name_cannot_hold_the_path_separator(admin, chart):
+    with pytest.raises(ValidationError) as exc:
+        services.create_unit(admin, {"kind": "department", "name": "R&D / QA",
+                                     "parent_id": chart.units.company.id})
+    assert "name" in exc.value.fields
