@@ -16,6 +16,7 @@ from pathlib import Path
 
 from flask import current_app, flash, redirect, render_template, request, send_file, url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -122,8 +123,10 @@ def import_form():
     except ValidationError as exc:
         return _page(errors=_file_errors(exc), status=422)
     if not plan.ok:
-        message = _("%(n)d rows have errors (see the table); correct them and upload the file "
-                    "again. Nothing was imported.", n=len(plan.error_rows))
+        message = ngettext("%(num)d row has an error (see the table); correct it and upload the "
+                           "file again. Nothing was imported.",
+                           "%(num)d rows have errors (see the table); correct them and upload the "
+                           "file again. Nothing was imported.", len(plan.error_rows))
         return _page(plan, {"file": [message]}, 422)
     if plan.changes:
         _keep(plan)

@@ -384,7 +384,7 @@ def test_import_page_errors_show_next_to_the_field(app, admin_client, acme, db):
     resp = multipart(admin_client, "/org/import",
                      workbook([["Acme / Labs", "Lab head", "", "nobody@example.test", "", ""]]))
     html = resp.get_data(as_text=True)
-    assert resp.status_code == 422 and "1 rows have errors" in html
+    assert resp.status_code == 422 and "1 row has an error" in html
     assert "There is no account with this e-mail." in html
     assert 'data-testid="import-confirm"' not in html
     assert imports(app) == [] and rows_count(db) == before
