@@ -158,6 +158,14 @@ class Chart:
         return [p for uid in self.subtree(post.unit_id) for p in self.unit_posts[uid]
                 if p.id != post.id]
 
+    def direct_reports(self, post: Post) -> list[Post]:
+        """Posts whose superior is this post."""
+        return [p for p in self.posts_below(post) if self.superior_post(p) is post]
+
+    def held_from_above(self, user_id: int) -> list[Post]:
+        """Vacant posts a person does because they hold a post above them."""
+        return [p for p in self.effective_posts(user_id) if self.holding(p).from_post is not None]
+
     def superiors_of(self, user_id: int) -> list[User]:
         """Everyone above a person, nearest first."""
         out: dict[int, User] = {}

@@ -57,8 +57,7 @@ def post(post_id: int, errors: dict | None = None, form=None):
         if services.can_edit_chart(current_user) else []
     return render_template(
         "orgchart/post.html", chart=chart, post=post, holding=chart.holding(post),
-        superior=chart.superior_post(post), below=[p for p in chart.posts_below(post)
-                                                   if chart.superior_post(p) == post],
+        superior=chart.superior_post(post), below=chart.direct_reports(post),
         history=history, capabilities=services.capabilities_of_post(post_id),
         capability_names=services.CAPABILITIES, can_edit=services.can_edit_chart(current_user),
         users=users, errors=errors or {}, form=form)
@@ -77,9 +76,7 @@ def person(user_id: int):
     return render_template(
         "orgchart/person.html", chart=chart, person=person,
         own=chart.own_posts(person.id),
-        from_above=[p for p in chart.effective_posts(person.id)
-                    if p.id not in {a.post_id for a in chart.own[p.id]} and
-                    chart.holding(p).from_post is not None],
+        from_above=chart.held_from_above(person.id),
         superiors=chart.superiors_of(person.id), subordinates=chart.subordinates_of(person.id),
         load=load, labels={p.key: p.label for p in services.providers()})
 
