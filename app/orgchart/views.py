@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, flash, has_request_context, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
@@ -29,6 +29,14 @@ def _form(booleans: tuple[str, ...] = ()) -> dict:
 def _back(default: str) -> str:
     target = request.form.get("next", "")
     return target if target.startswith("/") and not target.startswith("//") else default
+
+
+@bp.app_context_processor
+def chart_links():
+    """Link prefixes for pages that link thousands of posts (url_for per link is slow)."""
+    return {"href": {"post": url_for("orgchart.post", post_id=0)[:-1],
+                     "person": url_for("orgchart.person", user_id=0)[:-1],
+                     "unit": url_for("orgchart.board") + "?unit="}} if has_request_context() else {}
 
 
 @bp.route("/")
