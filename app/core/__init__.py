@@ -64,6 +64,11 @@ def _guard_api_docs(app: Flask) -> None:
             authenticate_bearer()
 
 
+def add_home_card(app: Flask, template: str, context) -> None:
+    """A module's card on the home page: `template` rendered with `context(user)`."""
+    app.extensions.setdefault("crm_home_cards", []).append((template, context))
+
+
 def add_nav(app: Flask, endpoint: str, label, icon: str) -> None:
     """A module's entry in the top navigation (label lazily translated, Bootstrap icon)."""
     app.extensions["crm_nav"].append((endpoint, label, icon))

@@ -59,7 +59,9 @@ def health():
 
 @bp.route("/")
 def home():
-    return render_template("core/home.html")
+    cards = [(template, context(current_user))
+             for template, context in current_app.extensions.get("crm_home_cards", [])]
+    return render_template("core/home.html", cards=cards)
 
 
 @bp.route("/login", methods=["GET", "POST"])

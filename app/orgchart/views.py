@@ -39,6 +39,14 @@ def chart_links():
                      "unit": url_for("orgchart.board") + "?unit="}} if has_request_context() else {}
 
 
+def home_card(user) -> dict:
+    """What the home page shows of the chart: one's posts, superiors and subordinates."""
+    chart = charts.load()
+    return {"posts": chart.own_posts(user.id), "from_above": chart.held_from_above(user.id),
+            "superiors": chart.superiors_of(user.id)[:1],
+            "subordinates": len(chart.subordinates_of(user.id)), "chart": chart}
+
+
 @bp.route("/")
 def board():
     """The whole organisation, or one unit zoomed in (?unit=)."""

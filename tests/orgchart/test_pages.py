@@ -202,3 +202,13 @@ def test_post_page_query_count_does_not_grow_with_history(admin_client, admin, a
     with count_queries() as many:
         admin_client.get(f"/org/posts/{cashier.id}")
     assert len(many) == len(few)
+
+
+def test_home_page_shows_my_posts(user_client, admin, acme, user, make_user, db):
+    services.assign(admin, {"post_id": post_titled("Head of Sales").id, "user_id": user.id})
+    services.assign(admin, {"post_id": post_titled("Sales manager").id,
+                            "user_id": make_user("Sasha Seller").id})
+    db.session.commit()
+    page = user_client.get("/").get_data(as_text=True)
+    card = page.split('data-testid="my-posts"')[1]
+    assert "Head of Sales" in card and "1 person works under you." in card
