@@ -60,7 +60,6 @@ class Config:
     SMTP_PASSWORD: str | None = None
     SMTP_TLS = False
     MAIL_FROM = "crm@localhost"
-    JOBS_IN_PROCESS = False
     API_TITLE = "CRM API"
     API_VERSION = "v1"
     OPENAPI_VERSION = "3.0.3"

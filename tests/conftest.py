@@ -158,7 +158,7 @@ def db(request, app):
         ctx.push()
         yield _db
         _db.session.remove()
-        wipe(app)
+        wipe()
         ctx.pop()
         return
     ctx = app.app_context()
@@ -180,7 +180,7 @@ def db(request, app):
         clock.release()
 
 
-def wipe(app) -> None:
+def wipe() -> None:
     """Remove every committed row (the audit trigger is lifted for this alone)."""
     engine = _db.engine
     tables = [t.name for t in reversed(_db.metadata.sorted_tables)]

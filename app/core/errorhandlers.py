@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, jsonify, make_response, render_template, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
@@ -29,8 +29,6 @@ def error_response(status: int, code: str, message: str, fields: dict | None = N
             else "core/error.html"
         resp = render_template(template, status=status, message=message, fields=fields or {})
     if isinstance(resp, str):
-        from flask import make_response
-
         resp = make_response(resp)
     resp.status_code = status
     if request.headers.get("HX-Request") and not wants_json():

@@ -31,12 +31,9 @@ def unread_count(user_id: int) -> int:
             Notification.user_id == user_id, Notification.read_at.is_(None))) or 0
 
 
-def query_for(user: User, unread_only: bool = False):
-    stmt = (select(Notification).where(Notification.user_id == user.id)
+def query_for(user: User):
+    return (select(Notification).where(Notification.user_id == user.id)
             .order_by(Notification.created_at.desc(), Notification.id.desc()))
-    if unread_only:
-        stmt = stmt.where(Notification.read_at.is_(None))
-    return stmt
 
 
 def mark_read(actor: User, data: Mapping) -> int:

@@ -29,7 +29,6 @@ def register(app: Flask) -> None:
             if n < 1024 or unit == "GB":
                 return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
             n /= 1024
-        return str(n)
 
     @app.context_processor
     def shell():

@@ -47,8 +47,8 @@ def _safe_next(target: str | None) -> str:
     return url_for("core.home")
 
 
-def form_errors(exc: ValidationError | DomainError) -> dict:
-    return getattr(exc, "fields", {}) or {}
+def form_errors(exc: DomainError) -> dict:
+    return exc.fields
 
 
 @bp.route("/health")
@@ -155,7 +155,7 @@ def tokens():
     errors, status, new_token = {}, 200, None
     if request.method == "POST":
         try:
-            token, new_token = services.create_token(current_user, request.form)
+            _token, new_token = services.create_token(current_user, request.form)
         except ValidationError as exc:
             errors, status = form_errors(exc), 422
     return render_template("core/tokens.html", tokens=services.tokens_of(current_user),

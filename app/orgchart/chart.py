@@ -2,8 +2,8 @@
 
 Every question about the chart (who holds a post, from above or not; who is above or
 below whom; a person's scope) is answered from one snapshot, so pages and services
-never query inside a loop. The snapshot lives for one request (flask.g) and is dropped
-whenever a service changes the chart.
+never query inside a loop. The snapshot lives for one request (flask.g); a service that
+creates a row adds it (`added`), any other change drops the snapshot (`forget`).
 """
 
 from __future__ import annotations

@@ -72,7 +72,7 @@ def post(post_id: int, errors: dict | None = None, form=None):
     users = db.session.scalars(select(User).where(User.active.is_(True)).order_by(User.name)) \
         if services.can_edit_chart(current_user) else []
     return render_template(
-        "orgchart/post.html", chart=chart, post=post, holding=chart.holding(post),
+        "orgchart/post.html", chart=chart, post=post,
         superior=chart.superior_post(post), below=chart.direct_reports(post),
         history=history, capabilities=services.capabilities_of_post(post_id),
         capability_names=services.CAPABILITIES, can_edit=services.can_edit_chart(current_user),
@@ -110,11 +110,12 @@ def manage():
     return _manage_page()
 
 
-def _manage_page(errors: dict | None = None, form=None, which: str | None = None):
+def _manage_page(form=None, which: str | None = None):
+    """The editing page; after a refused form, `which` form is shown again as typed."""
     chart = charts.load()
     units = [u for root in chart.roots() for u in _walk(chart, root)]
-    return render_template("orgchart/manage.html", chart=chart, units=units,
-                           errors=errors or {}, form=form or {}, which=which)
+    return render_template("orgchart/manage.html", chart=chart, units=units, form=form or {},
+                           which=which)
 
 
 def _walk(chart, unit, depth=0):
@@ -151,7 +152,7 @@ def _post_page(post_id: int) -> str:
 def unit_create():
     return _run(lambda: services.create_unit(current_user, _form()), _("The unit is created."),
                 url_for("orgchart.manage"),
-                again=lambda errors: _manage_page(errors, request.form, "unit"))
+                again=lambda errors: _manage_page(request.form, "unit"))
 
 
 @bp.route("/units/<int:unit_id>", methods=["POST"])
@@ -171,7 +172,7 @@ def post_create():
     return _run(lambda: services.create_post(current_user, _form(("is_head",))),
                 _("The post is created."), url_for("orgchart.manage"),
                 then=lambda post: _post_page(post.id),
-                again=lambda errors: _manage_page(errors, request.form, "post"))
+                again=lambda errors: _manage_page(request.form, "post"))
 
 
 @bp.route("/posts/<int:post_id>/edit", methods=["POST"])
@@ -229,7 +230,7 @@ def apply_template():
     return _run(lambda: template.apply(current_user, _form()),
                 _("The company is created from the seven-division template."),
                 url_for("orgchart.manage"), then=lambda unit: url_for("orgchart.board", unit=unit.id),
-                again=lambda errors: _manage_page(errors, request.form, "template"))
+                again=lambda errors: _manage_page(request.form, "template"))
 
 
 # --- workload -------------------------------------------------------------------------------

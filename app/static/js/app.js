@@ -69,12 +69,13 @@
   function connect() {
     if (!document.body.dataset.userId || !window.io) return;
     const socket = io({ transports: ["websocket", "polling"] });
-    window.crmSocket = socket;
+    window.crmSocket = socket; // one connection per page, shared by every module's script
     socket.on("connect", () => document.body.dataset.live = "1");
     socket.on("disconnect", () => document.body.dataset.live = "0");
     socket.on("notification", (n) => {
       setUnread(n.unread);
       toast(n.title, n.body, n.url);
+      // Pages that show live data listen for this instead of opening their own socket.
       document.dispatchEvent(new CustomEvent("crm:notification", { detail: n }));
     });
     socket.on("notifications_read", (n) => setUnread(n.unread));
