@@ -166,20 +166,28 @@ def _unit_snapshot(unit: Unit) -> dict:
             "number": unit.number, "position": unit.position}
 
 
+def _check_top(parent_id: int | None, kind: str) -> None:
+    if parent_id is None and kind != "company":
+        raise ValidationError(_("Only a company stands at the top."),
+                              {"parent_id": [_("Choose where the unit belongs.")]})
+
+
+def _created(actor: User, row, action: str, snapshot: dict):
+    """Store a new unit, post or assignment, audit it, and add it to the snapshot."""
+    db.session.add(row)
+    db.session.flush()
+    audit.record(actor, action, row.__tablename__, row.id, after=snapshot(row))
+    charts.added(row)
+    return row
+
+
 def create_unit(actor: User, data: Mapping) -> Unit:
     _require_editor(actor)
     values = load(UnitIn(), data)
+    _check_top(values["parent_id"], values["kind"])
     if values["parent_id"] is not None:
         get_unit(values["parent_id"])
-    elif values["kind"] != "company":
-        raise ValidationError(_("Only a company stands at the top."),
-                              {"parent_id": [_("Choose where the unit belongs.")]})
-    unit = Unit(**values)
-    db.session.add(unit)
-    db.session.flush()
-    audit.record(actor, "org.unit.create", "org_unit", unit.id, after=_unit_snapshot(unit))
-    charts.added(unit)
-    return unit
+    return _created(actor, Unit(**values), "org.unit.create", _unit_snapshot)
 
 
 def update_unit(actor: User, unit_id: int, data: Mapping) -> Unit:
@@ -188,9 +196,7 @@ def update_unit(actor: User, unit_id: int, data: Mapping) -> Unit:
     unit = get_unit(unit_id)
     values = load(UnitIn(), data, partial=True)
     new_parent = values.get("parent_id", unit.parent_id)
-    if new_parent is None and values.get("kind", unit.kind) != "company":
-        raise ValidationError(_("Only a company stands at the top."),
-                              {"parent_id": [_("Choose where the unit belongs.")]})
+    _check_top(new_parent, values.get("kind", unit.kind))
     if new_parent is not None and new_parent != unit.parent_id:
         get_unit(new_parent)
         if new_parent in charts.load().subtree(unit.id):
@@ -252,12 +258,7 @@ def create_post(actor: User, data: Mapping) -> Post:
         raise ValidationError(_("The unit is archived."), {"unit_id": [_("The unit is archived.")]})
     if values["is_head"]:
         _check_head(unit.id, None)
-    post = Post(**values)
-    db.session.add(post)
-    db.session.flush()
-    audit.record(actor, "org.post.create", "org_post", post.id, after=_post_snapshot(post))
-    charts.added(post)
-    return post
+    return _created(actor, Post(**values), "org.post.create", _post_snapshot)
 
 
 def update_post(actor: User, post_id: int, data: Mapping) -> Post:
