@@ -8,7 +8,7 @@ from flask_login import user_loaded_from_cookie
 
 
 def register(app: Flask) -> None:
-    from app.core import access, mail, realtime  # noqa: F401 - registers jobs and socket handlers
+    from app.core import access, feed, mail, realtime  # noqa: F401 - registers jobs and socket handlers
     from app.core.api import ALL as core_apis
     from app.core.api_base import api
     from app.core.templating import register as register_templating
@@ -40,6 +40,7 @@ def register(app: Flask) -> None:
         session["login_id"] = secrets.token_hex(16)  # so sign-out can end its sockets
 
     access.register(app)
+    feed.register_socket_events()
     register_templating(app)
     app.register_blueprint(bp)
     api.init_app(app)

@@ -168,3 +168,26 @@ class JobRun(db.Model):
     last_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_result: Mapped[str | None] = mapped_column(Text)
+
+
+class FeedCursor(db.Model):
+    """The last sequence number given to a person's feed; its row lock orders commits."""
+
+    __tablename__ = "feed_cursor"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id"), primary_key=True)
+    last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class FeedEvent(db.Model):
+    """One change a person must see, numbered per person in commit order."""
+
+    __tablename__ = "feed_event"
+    __table_args__ = (UniqueConstraint("user_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(db.Integer, "sqlite"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id"))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -10,13 +10,14 @@ import functools
 import logging
 from collections.abc import Callable
 
-from flask import session
+from flask import request, session
 from flask_babel import gettext as _
 from flask_login import current_user
 from flask_socketio import join_room
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from app.core import presence
 from app.extensions import db, socketio
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,30 @@ def _connect(auth=None):
     join_room(user_room(user.id))
     if session.get("login_id"):
         join_room(login_room(session["login_id"]))
+    session["presence_user_id"] = user.id
+    presence.seen(user.id, request.sid)
     db.session.commit()
+
+
+@socketio.on("disconnect")
+def _disconnect(*_args):
+    user_id = session.get("presence_user_id")
+    if user_id:
+        presence.gone(user_id, request.sid)
+
+
+@socketio.on("presence.ping")
+def _presence_ping(data=None):
+    """Every open tab reports every 30 s whether its person is active or away."""
+    user = socket_user()
+    if user is None:
+        return {"error": {"code": "unauthorized", "message": "", "fields": {}}}
+    state = data.get("state") if isinstance(data, dict) else None
+    presence.seen(user.id, request.sid, state if state in presence.STATES else "active")
+    ids = data.get("ids") if isinstance(data, dict) else None
+    if isinstance(ids, list):
+        return presence.of([i for i in ids[:500] if isinstance(i, int)])
+    return {}
 
 
 def socket_user():

@@ -6,3 +6,9 @@ _signals = Namespace()
 
 # sent with the user that was deactivated; actor=the administrator
 user_deactivated = _signals.signal("user-deactivated")
+
+# sent with the new Assignment when a person starts holding a post
+post_holder_added = _signals.signal("post-holder-added")
+
+# sent with a mail Message copied to an external address; address=the e-mail address
+message_sent_external = _signals.signal("message-sent-external")

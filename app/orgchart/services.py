@@ -13,7 +13,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select, update
 
-from app.core import audit
+from app.core import audit, signals
 from app.core.clock import utcnow
 from app.core.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from app.core.models import User
@@ -38,6 +38,7 @@ CAPABILITIES = {
     "administer_stats": _l("Administer statistics"),
     "see_all_clients": _l("See all clients"),
     "administer": _l("Administer the CRM"),
+    "broadcast": _l("Send broadcasts to all staff or a unit"),
 }
 AMOUNT_CAPABILITIES = {"approve_expenses"}
 # Only administrators grant these, or put people on posts that carry "administer":
@@ -330,6 +331,7 @@ def assign(actor: User, data: Mapping) -> Assignment:
     audit.record(actor, "org.assign", "org_post", post.id,
                  after={"user_id": user.id, "acting": a.acting, "assignment_id": a.id})
     charts.added(a)
+    signals.post_holder_added.send(a, actor=actor)
     return a
 
 

@@ -1,0 +1,130 @@
+"""Each person's feed of changes, numbered in commit order, for live clients that reconnect.
+
+Services `publish` events; just before the transaction commits, the events get the next
+numbers of each person's feed under a row lock on that person's cursor, so a transaction
+that numbers after another also commits after it. A client that saw event n and asks for
+the events after n therefore gets every later one, in order, once. Row ids are not used:
+an id is taken before commit, and a lower id can commit after a higher one.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import bindparam, delete, event, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from app.core.jobs import job
+from app.core.models import FeedCursor, FeedEvent
+from app.core.realtime import on_commit, user_room
+from app.extensions import db, socketio
+
+_KEY = "crm_feed"
+SYNC_LIMIT = 500
+KEEP = timedelta(days=30)
+
+
+_counters: dict[str, Callable[[list[int]], dict[int, int]]] = {}
+
+
+def register_counter(name: str, count: Callable[[list[int]], dict[int, int]]) -> None:
+    """A badge (unread mail, open tasks...) sent with every event: counted after the cursor
+    lock, so it includes every transaction committed before this one and none after."""
+    _counters[name] = count
+
+
+def publish(user_id: int, kind: str, payload: dict) -> None:
+    """Queue an event for one person; it is numbered and stored when the transaction commits."""
+    db.session.info.setdefault(_KEY, []).append((user_id, kind, payload))
+
+
+def publish_many(user_ids, kind: str, payload: dict) -> None:
+    for uid in user_ids:
+        publish(uid, kind, payload)
+
+
+@event.listens_for(Session, "before_commit")
+def _number_and_store(sess: Session) -> None:
+    pending = sess.info.pop(_KEY, None)
+    if not pending:
+        return
+    by_user: dict[int, list[tuple[str, dict]]] = defaultdict(list)
+    for uid, kind, payload in pending:
+        by_user[uid].append((kind, payload))
+    users = sorted(by_user)
+    conn = sess.connection()
+    make_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    conn.execute(make_insert(FeedCursor).values([{"user_id": u, "last_seq": 0} for u in users])
+                 .on_conflict_do_nothing(index_elements=["user_id"]))
+    # Locked in one order (by user id), so two transactions never wait on each other in a ring.
+    last = dict(conn.execute(select(FeedCursor.user_id, FeedCursor.last_seq)
+                             .where(FeedCursor.user_id.in_(users))
+                             .order_by(FeedCursor.user_id).with_for_update()).all())
+    sess.flush()  # the counters must see this transaction's own changes
+    badges = {name: count(users) for name, count in _counters.items()}
+    rows, cursors = [], []
+    for uid in users:
+        seq = last[uid]
+        counts = {name: found.get(uid, 0) for name, found in badges.items()}
+        for kind, payload in by_user[uid]:
+            seq += 1
+            rows.append({"user_id": uid, "seq": seq, "kind": kind,
+                         "payload": {**payload, "counts": counts} if counts else payload})
+        cursors.append({"uid": uid, "seq": seq})
+    conn.execute(update(FeedCursor).where(FeedCursor.user_id == bindparam("uid"))
+                 .values(last_seq=bindparam("seq")), cursors)
+    conn.execute(insert(FeedEvent), rows)
+    on_commit(lambda: _emit(rows))
+
+
+def _emit(rows: list[dict]) -> None:
+    for row in rows:
+        socketio.emit("feed", _wire(row), to=user_room(row["user_id"]))
+
+
+def _wire(row) -> dict:
+    get = row.get if isinstance(row, dict) else lambda k: getattr(row, k)
+    return {"seq": get("seq"), "kind": get("kind"), "payload": get("payload")}
+
+
+def last_seq(user_id: int) -> int:
+    return db.session.scalar(select(FeedCursor.last_seq).where(FeedCursor.user_id == user_id)) or 0
+
+
+def since(user_id: int, after: int, limit: int = SYNC_LIMIT) -> dict:
+    """Events after the given number, oldest first; `more` when the client should ask again.
+    `reset` when the client's number is older than what is kept: it must reload instead."""
+    rows = db.session.scalars(
+        select(FeedEvent).where(FeedEvent.user_id == user_id, FeedEvent.seq > after)
+        .order_by(FeedEvent.seq).limit(limit + 1)).all()
+    reset = bool(rows) and rows[0].seq > after + 1
+    return {"events": [_wire(r) for r in rows[:limit]], "more": len(rows) > limit,
+            "reset": reset, "last": last_seq(user_id)}
+
+
+@job("prune_feed")
+def prune(now: datetime) -> str:
+    """Old events go; a client that was away longer reloads its page (`reset`)."""
+    gone = db.session.execute(delete(FeedEvent).where(FeedEvent.created_at < now - KEEP)).rowcount
+    db.session.commit()
+    return f"removed {gone}"
+
+
+def _sync(user, data: dict) -> dict:
+    from app.core.errors import ValidationError
+
+    after = data.get("after")
+    if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+        raise ValidationError("after: a number of the last event seen is required.",
+                              {"after": ["Not a valid integer."]})
+    return since(user.id, after)
+
+
+def register_socket_events() -> None:
+    from app.core.realtime import socket_event
+
+    socket_event("feed.sync")(_sync)

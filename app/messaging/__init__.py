@@ -1,0 +1,21 @@
+"""Internal mail: to people, posts, units and lists; live, searchable, never lost."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask
+from flask_babel import lazy_gettext as _l
+
+bp = Blueprint("messaging", __name__, url_prefix="/mail", template_folder="templates")
+
+
+def register(app: Flask) -> None:
+    from app.core import add_nav, feed, signals
+    from app.messaging import events, models, services  # noqa: F401 - tables, sockets, files
+    from app.orgchart import services as org
+
+    add_nav(app, "messaging.inbox", _l("Mail"), "envelope")
+    signals.post_holder_added.connect(services.on_post_holder_added)
+    feed.register_counter("mail_unread", services.unread_counts)
+    org.register_workload_provider("mail_unanswered", _l("Unanswered requests"),
+                                   by_user=services.unanswered_by_user,
+                                   by_post=services.unanswered_by_post)
