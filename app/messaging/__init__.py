@@ -10,9 +10,22 @@ bp = Blueprint("messaging", __name__, url_prefix="/mail", template_folder="templ
 
 def register(app: Flask) -> None:
     from app.core import add_nav, feed, signals
-    from app.messaging import events, models, services  # noqa: F401 - tables, sockets, files
+    from app.core.api_base import api
+    from app.messaging import (  # noqa: F401 - routes, sockets, jobs, tables
+        analytics_views,
+        events,
+        jobs,
+        models,
+        search_views,
+        services,
+        views,
+    )
+    from app.messaging import api as mail_api
     from app.orgchart import services as org
 
+    app.register_blueprint(bp)
+    for blp in mail_api.ALL:
+        api.register_blueprint(blp)
     add_nav(app, "messaging.inbox", _l("Mail"), "envelope")
     signals.post_holder_added.connect(services.on_post_holder_added)
     feed.register_counter("mail_unread", services.unread_counts)

@@ -1,0 +1,3 @@
+"""analytics_views of the mail."""
+
+from __future__ import annotations

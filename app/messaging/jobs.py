@@ -1,0 +1,3 @@
+"""Due-time jobs of the mail."""
+
+from __future__ import annotations

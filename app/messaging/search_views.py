@@ -1,0 +1,3 @@
+"""search_views of the mail."""
+
+from __future__ import annotations
