@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from app.core.jobs import job
 from app.core.models import FeedCursor, FeedEvent
-from app.core.realtime import on_commit, user_room
+from app.core.realtime import on_commit, pending_list, user_room
 from app.extensions import db, socketio
 
 _KEY = "crm_feed"
@@ -47,8 +47,13 @@ def publish_many(user_ids, kind: str, payload: dict) -> None:
         publish(uid, kind, payload)
 
 
+pending_list(_KEY)
+
+
 @event.listens_for(Session, "before_commit")
 def _number_and_store(sess: Session) -> None:
+    if sess.in_nested_transaction():  # a savepoint: number at the real commit
+        return
     pending = sess.info.pop(_KEY, None)
     if not pending:
         return

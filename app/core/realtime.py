@@ -50,10 +50,36 @@ def _run_on_commit(sess: Session) -> None:
             log.exception("after-commit action failed")
 
 
+# Lists of work that must happen only if the transaction commits (after-commit actions here,
+# feed events in app.core.feed). A savepoint that rolls back drops what was added inside it.
+_PENDING = [_KEY]
+_MARKS = "crm_savepoint_marks"
+
+
+def pending_list(key: str) -> None:
+    """Make session.info[key] a list that follows the transaction (see _PENDING)."""
+    if key not in _PENDING:
+        _PENDING.append(key)
+
+
+@event.listens_for(Session, "after_transaction_create")
+def _mark_savepoint(sess: Session, transaction) -> None:
+    if transaction.nested:
+        sess.info.setdefault(_MARKS, {})[transaction] = {
+            k: len(sess.info.get(k, ())) for k in _PENDING}
+
+
 @event.listens_for(Session, "after_soft_rollback")
 def _drop_on_rollback(sess: Session, previous_transaction) -> None:
-    if not previous_transaction.nested:
-        sess.info.pop(_KEY, None)
+    if previous_transaction.nested:
+        marks = sess.info.get(_MARKS, {}).pop(previous_transaction, None) or {}
+        for k, length in marks.items():
+            if k in sess.info:
+                del sess.info[k][length:]
+        return
+    for k in _PENDING:
+        sess.info.pop(k, None)
+    sess.info.pop(_MARKS, None)
 
 
 def token_room(token_id: int) -> str:

@@ -13,6 +13,7 @@ def register(app: Flask) -> None:
     from app.core.api_base import api
     from app.messaging import (  # noqa: F401 - routes, sockets, jobs, tables
         analytics_views,
+        demo,
         events,
         jobs,
         models,

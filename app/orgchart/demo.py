@@ -48,6 +48,7 @@ CAPABILITIES = [
     ("Cashier", {"name": "pay"}),
     ("HR officer", {"name": "manage_chart"}),
     ("Head of Sales", {"name": "see_all_clients"}),
+    ("Executive director", {"name": "broadcast"}),
 ]
 
 
