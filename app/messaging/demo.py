@@ -183,8 +183,18 @@ def _follow_up(msg: Message, recipients: list[User], rng, real_now) -> None:
 
 
 def _personal(key: dict[str, User], people, chart, rng, real_now) -> None:
-    """Drafts, scheduled and snoozed messages, stars, labels and the archive of the demo
-    accounts, so every folder has something in it."""
+    """Drafts, scheduled and snoozed messages, stars, labels, the archive, an edit and a
+    correction for the demo accounts, so every folder and feature has something in it."""
+    ceo = key["ceo@demo.crm"]
+    mine = db.session.scalars(select(Message).where(Message.sender_id == ceo.id,
+                                                    Message.state == "sent")
+                              .order_by(Message.sent_at.desc())).all()
+    unread = next((m for m in mine if m.first_read_at is None), None)
+    if unread is not None:
+        services.edit(ceo, unread.id, {"body": unread.body + "\n\n(Edited: details added.)"})
+    read = next((m for m in mine if m.first_read_at is not None), None)
+    if read is not None:
+        services.correct(ceo, read.id, {"body": "Correction: the deadline is **Friday**, not Thursday."})
     for user in key.values():
         boxes = db.session.scalars(services.folder_query(user, "inbox")).all()
         if boxes:
