@@ -188,7 +188,8 @@ def _personal(key: dict[str, User], people, chart, rng, real_now) -> None:
     ceo = key["ceo@demo.crm"]
     mine = db.session.scalars(select(Message).where(Message.sender_id == ceo.id,
                                                     Message.state == "sent")
-                              .order_by(Message.sent_at.desc())).all()
+                              .order_by(Message.sent_at.desc())
+                              .execution_options(populate_existing=True)).all()
     unread = next((m for m in mine if m.first_read_at is None), None)
     if unread is not None:
         services.edit(ceo, unread.id, {"body": unread.body + "\n\n(Edited: details added.)"})
