@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC
 
-from flask_babel import lazy_gettext as _l
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 from app.messaging.models import EMAIL_MODES, FOLDERS, IMPORTANCE, KINDS
@@ -27,8 +26,7 @@ class ComposeIn(_In):
     to = fields.List(fields.String(validate=validate.Length(max=40)),
                      validate=validate.Length(max=RECIPIENTS_MAX), load_default=list)
     subject = fields.String(load_default="", validate=validate.Length(max=SUBJECT_MAX))
-    body = fields.String(load_default="", validate=validate.Length(
-        max=BODY_MAX, error=str(_l("The message is longer than %(n)d characters.", n=BODY_MAX))))
+    body = fields.String(load_default="", validate=validate.Length(max=BODY_MAX))
     kind = fields.String(load_default="ordinary", validate=validate.OneOf(KINDS))
     importance = fields.String(load_default="normal", validate=validate.OneOf(IMPORTANCE))
     reply_due_at = _when()
