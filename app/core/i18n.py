@@ -52,6 +52,8 @@ def translate_library_message(message: str) -> str:
     known = LIBRARY_MESSAGES.get(message)
     if known is not None:
         return str(known)
+    if message.startswith("Longer than maximum length "):
+        return str(_l("At most %(n)s characters.", n=message.rsplit(" ", 1)[-1].rstrip(".")))
     if message.startswith("Length must be between") or message.startswith("Shorter than") \
             or message.startswith("Longer than"):
         return str(_l("The length is out of range."))
