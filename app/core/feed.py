@@ -103,12 +103,13 @@ def last_seq(user_id: int) -> int:
 def since(user_id: int, after: int, limit: int = SYNC_LIMIT) -> dict:
     """Events after the given number, oldest first; `more` when the client should ask again.
     `reset` when the client's number is older than what is kept: it must reload instead."""
+    last = last_seq(user_id)  # read first: events up to it are committed, kept or pruned
     rows = db.session.scalars(
         select(FeedEvent).where(FeedEvent.user_id == user_id, FeedEvent.seq > after)
         .order_by(FeedEvent.seq).limit(limit + 1)).all()
-    reset = bool(rows) and rows[0].seq > after + 1
+    first = rows[0].seq if rows else last + 1
     return {"events": [_wire(r) for r in rows[:limit]], "more": len(rows) > limit,
-            "reset": reset, "last": last_seq(user_id)}
+            "reset": first > after + 1, "last": max(last, rows[-1].seq if rows else 0)}
 
 
 @job("prune_feed")
