@@ -790,7 +790,8 @@ def update_list(actor: User, list_id: int, data: Mapping) -> MailingList:
     ml = _own_list(actor, list_id)
     before = {"name": ml.name, "shared": ml.shared}
     ml.name, ml.shared = " ".join(values["name"].split()), values["shared"]
-    ml.members = _list_members(actor, values["members"])
+    kept = {(m.kind, m.target_id): m for m in ml.members}  # unchanged members keep their rows
+    ml.members = [kept.get((m.kind, m.target_id), m) for m in _list_members(actor, values["members"])]
     audit.record(actor, "mail.list.update", "mail_list", ml.id, before=before,
                  after={"name": ml.name, "shared": ml.shared, "members": values["members"]})
     return ml
