@@ -13,13 +13,14 @@ from flask import (
     abort,
     current_app,
     flash,
+    g,
     has_request_context,
     redirect,
     render_template,
     request,
     url_for,
 )
-from flask_babel import format_date, format_time, to_user_timezone
+from flask_babel import format_date, format_time, ngettext, pgettext, to_user_timezone
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -33,27 +34,26 @@ from app.core.errors import DomainError, NotFound
 from app.core.models import Attachment, User
 from app.extensions import db
 from app.messaging import bp, services
+from app.messaging.jobs import DIGEST_EVERY
 from app.messaging.models import BoxLabel, Mailbox, Message, Revision
 from app.orgchart import chart as charts
 from app.orgchart import services as org
 
-FOLDERS = [  # what the left column offers, in order
-    ("inbox", _l("Inbox"), "inbox"),
-    ("starred", _l("Starred"), "star"),
-    ("sent", _l("Sent"), "send"),
-    ("drafts", _l("Drafts"), "pencil-square"),
-    ("deferred", _l("Deferred"), "clock"),
-    ("archive", _l("Archive"), "archive"),
-]
-FOLDER_NAMES = {key: label for key, label, _icon in FOLDERS}
+FOLDER_ICONS = {"inbox": "inbox", "starred": "star", "sent": "send", "drafts": "pencil-square",
+                "deferred": "clock", "archive": "archive"}  # the left column, in order
+
+
+def folder_names() -> dict[str, str]:
+    """Folder names are nouns ("Archive" the folder, not the button): given a context."""
+    return {"inbox": pgettext("mail folder", "Inbox"), "starred": pgettext("mail folder", "Starred"),
+            "sent": pgettext("mail folder", "Sent"), "drafts": pgettext("mail folder", "Drafts"),
+            "deferred": pgettext("mail folder", "Deferred"),
+            "archive": pgettext("mail folder", "Archive")}
+
+
 KIND_NAMES = {"ordinary": _l("Ordinary"), "request": _l("Request"), "report": _l("Report"),
               "directive": _l("Directive"), "broadcast": _l("Broadcast")}
 IMPORTANCE_NAMES = {"low": _l("Low"), "normal": _l("Normal"), "high": _l("High")}
-EMAIL_MODES = [("immediate", _l("At once"), _l("An e-mail for each message that arrives while "
-                                                "you are not signed in.")),
-               ("digest", _l("Daily digest"), _l("One e-mail a day listing what arrived while "
-                                                 "you were away.")),
-               ("off", _l("Never"), _l("No e-mail; read your mail here."))]
 LABEL_COLORS = ["secondary", "primary", "success", "danger", "warning", "info", "dark"]
 PICK_LIMIT = 8
 
@@ -68,7 +68,7 @@ def mail_shell():
         return {}
 
     def mail_badge() -> dict:
-        return {"url": url_for("messaging.inbox"), "count": services.counts(current_user)["unread"]}
+        return {"url": url_for("messaging.inbox"), "count": _counts()["unread"]}
 
     def feed_seq() -> int:
         return feed.last_seq(current_user.id)
@@ -150,8 +150,17 @@ def _links() -> dict:
         ("analytics", "messaging.analytics")) if endpoint in views}
 
 
+def _counts() -> dict[str, int]:
+    """The folder badges, counted once per page (after the page's own changes)."""
+    if "_cache_mail_counts" not in g:
+        g._cache_mail_counts = services.counts(current_user)
+    return g._cache_mail_counts
+
+
 def _sidebar(folder: str | None = None, label_id: int | None = None) -> dict:
-    return {"folders": FOLDERS, "counts": services.counts(current_user),
+    names = folder_names()
+    return {"folders": [(key, names[key], icon) for key, icon in FOLDER_ICONS.items()],
+            "counts": _counts(),
             "labels": services.labels_of(current_user), "links": _links(),
             "folder": folder, "label_id": label_id}
 
@@ -160,7 +169,7 @@ def _sidebar(folder: str | None = None, label_id: int | None = None) -> dict:
 
 def _folder_args() -> tuple[str, int | None]:
     folder = request.args.get("folder", "inbox")
-    if folder not in FOLDER_NAMES:
+    if folder not in FOLDER_ICONS:
         abort(404)
     label_id = request.args.get("label", type=int)
     if label_id is not None and label_id not in {lb.id for lb in services.labels_of(current_user)}:
@@ -195,7 +204,7 @@ def _list_context(folder: str, label_id: int | None) -> dict:
     ids = [b.message_id for b in page.items]
     return {"page": page, "folder": folder, "label_id": label_id, "files": _files_count(ids),
             "now": utcnow(), "kind_names": KIND_NAMES,
-            "title": _label_name(label_id) if label_id else FOLDER_NAMES[folder]}
+            "title": _label_name(label_id) if label_id else folder_names()[folder]}
 
 
 def _label_name(label_id: int) -> str:
@@ -223,7 +232,7 @@ def bulk():
     action = request.form.get("action", "")
     ids = [i for i in (request.form.getlist("ids", type=int)) if i > 0]
     folder = request.form.get("folder", "inbox")
-    folder = folder if folder in FOLDER_NAMES else "inbox"
+    folder = folder if folder in FOLDER_ICONS else "inbox"
     label_id = request.form.get("label", type=int)
     back = url_for("messaging.inbox", folder=folder, label=label_id)
     if action not in BULK or not ids:
@@ -304,7 +313,7 @@ def _thread_context(message_id: int) -> dict:
             "files": files, "receipts": receipts, "now": utcnow(), "kind_names": KIND_NAMES,
             "importance_names": IMPORTANCE_NAMES, "labels": services.labels_of(current_user),
             "ids": ids, "local_input": _local_input,
-            "archived": all(b.folder == "archive" for b in boxes if b.folder != "scheduled"),
+            "archived": current.folder == "archive",
             "snooze_presets": _snooze_presets()}
 
 
@@ -425,18 +434,19 @@ def unschedule(message_id: int):
 
 def _chips(tokens: list[str], known: dict[str, str] | None = None) -> list[dict]:
     """Recipient tokens as chips with their names; tokens no longer valid are dropped."""
-    known = known or {}
-    out = []
-    for token in dict.fromkeys(tokens):
-        if token in known:
-            out.append({"token": token, "label": known[token]})
-            continue
-        try:
-            address = services.parse_addresses(current_user, [token], allow_all=True)[0]
-        except DomainError:
-            continue
-        out.append({"token": token, "label": address.label})
-    return out
+    known = dict(known or {})
+    tokens = [t for t in dict.fromkeys(tokens) if t]
+    unknown = [t for t in tokens if t not in known]
+    try:  # all at once; one by one only when some are no longer valid
+        parsed = services.parse_addresses(current_user, unknown, allow_all=True)
+        known.update({_token(a): a.label for a in parsed})
+    except DomainError:
+        for token in unknown:
+            try:
+                known[token] = services.parse_addresses(current_user, [token], allow_all=True)[0].label
+            except DomainError:
+                continue
+    return [{"token": t, "label": known[t]} for t in tokens if t in known]
 
 
 def _token(address) -> str:
@@ -748,5 +758,13 @@ def settings():
         return _run(lambda: services.set_preference(
             current_user, {"email_mode": request.form.get("email_mode", "")}),
             _("Saved."), url_for("messaging.settings"), then=url_for("messaging.settings"))
-    return render_template("messaging/settings.html", modes=EMAIL_MODES,
+    hours = max(1, round(DIGEST_EVERY.total_seconds() / 3600))
+    modes = [("immediate", _("At once"), _("An e-mail for each message that arrives while you "
+                                           "are not signed in.")),
+             ("digest", _("Digest"), ngettext("At most one e-mail an hour, listing what arrived "
+                                              "while you were away.",
+                                              "At most one e-mail every %(num)d hours, listing what "
+                                              "arrived while you were away.", hours)),
+             ("off", _("Never"), _("No e-mail; read your mail here."))]
+    return render_template("messaging/settings.html", modes=modes,
                            pref=services.preference(current_user.id), **_sidebar())
