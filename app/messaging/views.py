@@ -73,7 +73,8 @@ def mail_shell():
     def feed_seq() -> int:
         return feed.last_seq(current_user.id)
 
-    return {"mail_badge": mail_badge, "feed_seq": feed_seq}
+    # Pages extending messaging/layout.html get the left column without asking for it.
+    return {"mail_badge": mail_badge, "feed_seq": feed_seq, "mail_sidebar": _sidebar}
 
 
 @bp.app_template_filter("mailtime")
@@ -218,9 +219,8 @@ def inbox():
     folder, label_id = _folder_args()
     ctx = _list_context(folder, label_id)
     if request.headers.get("HX-Request") and request.headers.get("HX-Target") == "mail-list":
-        return render_template("messaging/_list.html", oob_sidebar=True,
-                               **(_sidebar(folder, label_id) | ctx))
-    return render_template("messaging/folder.html", **(_sidebar(folder, label_id) | ctx))
+        return render_template("messaging/_list.html", oob_sidebar=True, **ctx)
+    return render_template("messaging/folder.html", sb=_sidebar(folder, label_id), **ctx)
 
 
 BULK = {"read", "unread", "archive", "restore", "star", "unstar"}
@@ -269,7 +269,7 @@ def _bulk(action: str, ids: list[int]) -> None:
 def _after_bulk(back: str, folder: str, label_id: int | None):
     if request.headers.get("HX-Request"):
         return render_template("messaging/_list.html", oob_sidebar=True, flashes=True,
-                               **(_sidebar(folder, label_id) | _list_context(folder, label_id)))
+                               **_list_context(folder, label_id))
     return redirect(back)
 
 
@@ -325,7 +325,7 @@ def thread(message_id: int):
     ctx = _thread_context(message_id)
     if request.headers.get("HX-Request") and request.headers.get("HX-Target") == "thread":
         return render_template("messaging/_thread.html", **ctx)
-    return render_template("messaging/thread.html", **(_sidebar(box.folder) | ctx))
+    return render_template("messaging/thread.html", sb=_sidebar(box.folder), **ctx)
 
 
 def _to_thread(message_id: int) -> str:
@@ -494,7 +494,7 @@ def _compose_page(form: dict, chips: list[dict], errors: dict | None = None, sta
         "messaging/compose.html", form=form, chips=chips, errors=errors or {}, kinds=kinds,
         importance_names=IMPORTANCE_NAMES, files=files, forwarded=forwarded,
         draft_id=draft_id, original=original, owner_type=services.OWNER,
-        **_sidebar("drafts" if draft_id else None)), status
+        sb=_sidebar("drafts" if draft_id else None)), status
 
 
 @bp.route("/compose")
@@ -688,7 +688,7 @@ def lists(errors: dict | None = None, form=None, editing: int | None = None, sta
         chips[editing] = _chips(form.getlist("members"))
     return render_template("messaging/lists.html", mine=mine, shared=shared, chips=chips,
                            new_chips=new_chips, errors=errors or {}, form=form, editing=editing,
-                           **_sidebar()), status
+                           sb=_sidebar()), status
 
 
 def _list_again(exc: DomainError, editing: int | None):
@@ -730,7 +730,8 @@ def list_archive(list_id: int):
 @bp.route("/labels")
 def labels(errors: dict | None = None, status: int = 200):
     return render_template("messaging/labels.html", colors=LABEL_COLORS, errors=errors or {},
-                           form=request.form if errors else {}, **_sidebar()), status
+                           labels=services.labels_of(current_user),
+                           form=request.form if errors else {}, sb=_sidebar()), status
 
 
 @bp.route("/labels", methods=["POST"])
@@ -767,4 +768,4 @@ def settings():
                                               "arrived while you were away.", hours)),
              ("off", _("Never"), _("No e-mail; read your mail here."))]
     return render_template("messaging/settings.html", modes=modes,
-                           pref=services.preference(current_user.id), **_sidebar())
+                           pref=services.preference(current_user.id), sb=_sidebar())

@@ -446,3 +446,38 @@ def test_pages_cost_the_same_queries_for_few_or_many_messages(office, signed_in,
     grow(12)
     many = {p: cost(p) for p in few}
     assert many == few, (few, many)
+
+
+def test_broadcast_is_offered_only_to_a_post_with_the_capability(office, signed_in, db, admin):
+    from app.orgchart import services as org
+
+    org.set_capability(admin, office.director.id, {"name": "broadcast"})
+    db.session.commit()
+    dora, sam = signed_in(office.Dora), signed_in(office.Sam)
+    assert 'value="broadcast"' in dora.get("/mail/compose").get_data(as_text=True)
+    assert 'data-token="all"' in dora.get("/mail/recipients?q=all").get_data(as_text=True)
+    assert 'value="broadcast"' not in sam.get("/mail/compose").get_data(as_text=True)
+    assert 'data-token="all"' not in sam.get("/mail/recipients?q=all").get_data(as_text=True)
+    response = dora.form("/mail/compose", {"to": ["all"], "kind": "broadcast", "subject": "Closed Monday",
+                                           "local_id": LOCAL, "action": "send"})
+    assert response.status_code == 302
+    for person in (office.Helen, office.Sam, office.Sara, office.Fred):
+        assert "Closed Monday" in signed_in(person).get("/mail/").get_data(as_text=True)
+    # a broadcast to a single person is refused
+    refused = dora.form("/mail/compose", {"to": [f"user:{office.Sam.id}"], "kind": "broadcast",
+                                          "subject": "Just you", "local_id": "other", "action": "send"})
+    assert refused.status_code == 422
+    assert "A broadcast goes to all staff or to units." in refused.get_data(as_text=True)
+
+
+def test_other_mail_pages_get_the_left_column_from_the_layout(app, office, db):
+    from flask import render_template_string
+    from flask_login import login_user
+
+    send(office.Helen, [f"user:{office.Sam.id}"], "Unread one")
+    with app.test_request_context("/mail/elsewhere"):
+        login_user(office.Sam)
+        html = render_template_string('{% extends "messaging/layout.html" %}'
+                                      '{% block mail %}Another page{% endblock %}')
+    assert "Another page" in html and 'id="mail-folders"' in html
+    assert re.search(r'data-testid="folder-unread"[^>]*>1<', html)

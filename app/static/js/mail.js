@@ -128,7 +128,10 @@
       input.setAttribute("aria-expanded", target.children.length ? "true" : "false");
       if (options(picker).length) highlight(picker, 0);
     }
-    if (target && target.id === "preview") target.hidden = false;
+    if (target && target.id === "preview") {
+      target.hidden = false;
+      previewButton(true);
+    }
     if (target && target.id === "mail-list") restoreSelection();
   });
 
@@ -176,9 +179,17 @@
       if (preview && !preview.hidden) {
         e.preventDefault();
         preview.hidden = true;
+        previewButton(false);
       }
     }
   });
+
+  function previewButton(showing) {
+    const button = document.querySelector("[data-preview-toggle]");
+    if (!button) return;
+    if (!button.dataset.textShow) button.dataset.textShow = button.textContent;
+    button.textContent = showing ? button.dataset.textHide : button.dataset.textShow;
+  }
 
   // --- bulk selection in a folder ---------------------------------------------------------
 
