@@ -494,6 +494,7 @@ def _compose_page(form: dict, chips: list[dict], errors: dict | None = None, sta
         "messaging/compose.html", form=form, chips=chips, errors=errors or {}, kinds=kinds,
         importance_names=IMPORTANCE_NAMES, files=files, forwarded=forwarded,
         draft_id=draft_id, original=original, owner_type=services.OWNER,
+        scheduled_at=draft.send_at if draft is not None and draft.state == "scheduled" else None,
         sb=_sidebar("drafts" if draft_id else None)), status
 
 
@@ -515,7 +516,9 @@ def compose():
                     importance=draft.importance, reply_due_at=_local_input(draft.reply_due_at),
                     send_at=_local_input(draft.send_at), external_to=draft.external_to or "",
                     parent_id=draft.parent_id or "", forward_of=draft.forwarded_id or "",
-                    draft_id=draft.id, local_id=draft.local_id or form["local_id"])
+                    draft_id=draft.id)
+        if draft.state == "draft" and draft.local_id:  # a scheduled one keeps a fresh id: sending
+            form["local_id"] = draft.local_id          # it again is a change, not a resend
         original = db.session.get(Message, draft.parent_id or draft.forwarded_id) \
             if (draft.parent_id or draft.forwarded_id) else None
     elif reply_id is not None:
@@ -530,14 +533,29 @@ def compose():
     return _compose_page(form, _chips(tokens, known), original=original, draft=draft)
 
 
+def _keep_schedule(data: dict) -> dict:
+    """Saving a scheduled message keeps it scheduled: only Send changes when (or whether)
+    it goes, so a cleared time field cannot leave it waiting for no time at all."""
+    if isinstance(data["draft_id"], int) and not data["send_at"]:
+        when = db.session.scalar(select(Message.send_at).where(
+            Message.id == data["draft_id"], Message.sender_id == current_user.id,
+            Message.state == "scheduled"))
+        if when is not None:
+            data = {**data, "send_at": when.isoformat()}
+    return data
+
+
 @bp.route("/compose", methods=["POST"])
 def send():
     data = _compose_data(request.form)
     if request.form.get("action") == "save":
         try:
-            msg = services.save_draft(current_user, data)
+            msg = services.save_draft(current_user, _keep_schedule(data))
         except DomainError as exc:
             return _compose_again(exc)
+        if msg.state == "scheduled":
+            flash(_("Saved. It will be sent on %(when)s.", when=_when(msg.send_at)), "success")
+            return redirect(url_for("messaging.inbox", folder="deferred"))
         flash(_("The draft is saved."), "success")
         return redirect(url_for("messaging.inbox", folder="drafts"))
     try:
@@ -548,13 +566,16 @@ def send():
             return redirect(_to_thread(sent.id))
         return _compose_again(exc)
     if msg.state == "scheduled":
-        flash(_("It will be sent on %(when)s.", when=format_date(msg.send_at, "medium") + " "
-                + format_time(msg.send_at, "short")), "success")
+        flash(_("It will be sent on %(when)s.", when=_when(msg.send_at)), "success")
         return redirect(url_for("messaging.inbox", folder="deferred"))
     flash(_("Your message is sent."), "success")
     if msg.parent_id is not None:
         return redirect(_to_thread(msg.id))
     return redirect(url_for("messaging.inbox"))
+
+
+def _when(moment: datetime) -> str:
+    return format_date(moment, "medium") + " " + format_time(moment, "short")
 
 
 def _already_sent(draft_id) -> Message | None:
@@ -588,7 +609,7 @@ def autosave():
     data = _compose_data(request.form)
     first = data["draft_id"] is None
     try:
-        msg = services.save_draft(current_user, data)
+        msg = services.save_draft(current_user, _keep_schedule(data))
     except DomainError as exc:
         db.session.rollback()
         details = " ".join(" ".join(str(m) for m in v) for v in exc.fields.values())

@@ -481,3 +481,28 @@ def test_other_mail_pages_get_the_left_column_from_the_layout(app, office, db):
                                       '{% block mail %}Another page{% endblock %}')
     assert "Another page" in html and 'id="mail-folders"' in html
     assert re.search(r'data-testid="folder-unread"[^>]*>1<', html)
+
+
+def test_saving_a_scheduled_message_keeps_it_scheduled(office, signed_in, db):
+    c = signed_in(office.Sam)
+    later = (clock.utcnow() + timedelta(days=2)).replace(second=0, microsecond=0)
+    c.form("/mail/compose", {"to": [f"user:{office.Helen.id}"], "subject": "Monday plan",
+                             "send_at": later.strftime("%Y-%m-%dT%H:%M"), "local_id": LOCAL,
+                             "action": "send"})
+    msg = db.session.scalar(select(Message).where(Message.sender_id == office.Sam.id))
+    assert msg.state == "scheduled" and msg.send_at == later
+    page = c.get(f"/mail/compose?draft={msg.id}").get_data(as_text=True)
+    assert "scheduled to be sent" in page
+    local_id = re.search(r'name="local_id" value="([^"]+)"', page).group(1)
+    # an autosave with the time field cleared changes the text, not the schedule
+    c.form("/mail/compose/autosave", {"to": [f"user:{office.Helen.id}"], "subject": "Monday plan v2",
+                                      "send_at": "", "draft_id": str(msg.id), "local_id": local_id})
+    db.session.refresh(msg)
+    assert (msg.state, msg.send_at, msg.subject) == ("scheduled", later, "Monday plan v2")
+    # Send with the field empty sends it now
+    c.form("/mail/compose", {"to": [f"user:{office.Helen.id}"], "subject": "Monday plan v2",
+                             "send_at": "", "draft_id": str(msg.id), "local_id": local_id,
+                             "action": "send"})
+    db.session.refresh(msg)
+    assert msg.state == "sent" and box(office.Helen, msg) is not None
+    assert msg.subject == "Monday plan v2"
