@@ -53,6 +53,10 @@ class Config:
     LANGUAGES = {"en": "English", "ru": "Русский"}
     LOGIN_RATE_LIMIT = "10 per minute"
     RATELIMIT_KEY_PREFIX = "crm"
+    # Keys this installation keeps in Redis (presence) start with it: installations (and
+    # test runs) sharing one Redis never see each other's keys.
+    REDIS_KEY_PREFIX = "crm"
+    BASE_URL: str | None = None  # https://crm.example.com: absolute links in e-mail
     RATELIMIT_HEADERS_ENABLED = True
     SMTP_HOST: str | None = None
     SMTP_PORT = 25
@@ -92,6 +96,8 @@ class Config:
         conf["MAIL_FROM"] = env.get("MAIL_FROM", cls.MAIL_FROM)
         conf["SECRET_KEY"] = env.get("SECRET_KEY") or None
         conf["TRUSTED_PROXIES"] = int(env.get("TRUSTED_PROXIES", "0"))
+        conf["REDIS_KEY_PREFIX"] = env.get("REDIS_KEY_PREFIX", cls.REDIS_KEY_PREFIX)
+        conf["BASE_URL"] = (env.get("BASE_URL") or "").rstrip("/") or None
         conf.update(overrides)
         finish(conf)
         return conf

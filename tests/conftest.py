@@ -101,6 +101,7 @@ def app():
         "MAX_UPLOAD_MB": 1,
         "MAX_CONTENT_LENGTH": 1024 * 1024,
         "RATELIMIT_KEY_PREFIX": f"crm-test-{RUN_ID}",
+        "REDIS_KEY_PREFIX": f"crm-test-{RUN_ID}",
         "REDIS_URL": REDIS_URL,
         "RATELIMIT_STORAGE_URI": REDIS_URL or "memory://",
     })

@@ -11,7 +11,6 @@ from flask import current_app
 
 TTL = 90  # seconds a socket counts without a ping (clients ping every 30)
 STATES = ("active", "away")
-_KEY = "crm:presence:{}"
 _local: dict[int, dict[str, tuple[str, float]]] = {}
 _lock = threading.Lock()
 _clients: dict[str, object] = {}
@@ -28,6 +27,10 @@ def _redis():
     return _clients[url]
 
 
+def _key(user_id: int) -> str:
+    return f"{current_app.config['REDIS_KEY_PREFIX']}:presence:{user_id}"
+
+
 def seen(user_id: int, sid: str, state: str = "active") -> None:
     state = state if state in STATES else "active"
     now = time.time()
@@ -36,7 +39,7 @@ def seen(user_id: int, sid: str, state: str = "active") -> None:
         with _lock:
             _local.setdefault(user_id, {})[sid] = (state, now)
         return
-    key = _KEY.format(user_id)
+    key = _key(user_id)
     with r.pipeline() as p:
         p.hset(key, sid, f"{state}:{now:.0f}")
         p.expire(key, TTL)
@@ -49,7 +52,7 @@ def gone(user_id: int, sid: str) -> None:
         with _lock:
             _local.get(user_id, {}).pop(sid, None)
         return
-    r.hdel(_KEY.format(user_id), sid)
+    r.hdel(_key(user_id), sid)
 
 
 def _state(entries: dict[str, tuple[str, float]], now: float) -> str:
@@ -69,7 +72,7 @@ def of(user_ids) -> dict[int, str]:
             return {uid: _state(dict(_local.get(uid, {})), now) for uid in ids}
     with r.pipeline() as p:
         for uid in ids:
-            p.hgetall(_KEY.format(uid))
+            p.hgetall(_key(uid))
         raw = p.execute()
     out = {}
     for uid, entries in zip(ids, raw, strict=True):

@@ -88,6 +88,10 @@ class Mailbox(db.Model):
         Index("ix_mail_box_user_folder", "user_id", "folder", "message_id"),
         Index("ix_mail_box_due", "reply_due_at", postgresql_where=text("answered_at IS NULL"),
               sqlite_where=text("answered_at IS NULL")),
+        # The e-mail job's question: unread mail nobody has been told of yet.
+        Index("ix_mail_box_unnotified", "created_at",
+              postgresql_where=text("emailed_at IS NULL AND read_at IS NULL"),
+              sqlite_where=text("emailed_at IS NULL AND read_at IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -146,6 +146,7 @@ def upgrade():
     )
     with op.batch_alter_table('mail_box', schema=None) as batch_op:
         batch_op.create_index('ix_mail_box_due', ['reply_due_at'], unique=False, postgresql_where=sa.text('answered_at IS NULL'), sqlite_where=sa.text('answered_at IS NULL'))
+        batch_op.create_index('ix_mail_box_unnotified', ['created_at'], unique=False, postgresql_where=sa.text('emailed_at IS NULL AND read_at IS NULL'), sqlite_where=sa.text('emailed_at IS NULL AND read_at IS NULL'))
         batch_op.create_index(batch_op.f('ix_mail_box_snoozed_until'), ['snoozed_until'], unique=False)
         batch_op.create_index('ix_mail_box_user_folder', ['user_id', 'folder', 'message_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_mail_box_via_post_id'), ['via_post_id'], unique=False)
@@ -202,6 +203,7 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_mail_box_via_post_id'))
         batch_op.drop_index('ix_mail_box_user_folder')
         batch_op.drop_index(batch_op.f('ix_mail_box_snoozed_until'))
+        batch_op.drop_index('ix_mail_box_unnotified', postgresql_where=sa.text('emailed_at IS NULL AND read_at IS NULL'), sqlite_where=sa.text('emailed_at IS NULL AND read_at IS NULL'))
         batch_op.drop_index('ix_mail_box_due', postgresql_where=sa.text('answered_at IS NULL'), sqlite_where=sa.text('answered_at IS NULL'))
 
     op.drop_table('mail_box')
