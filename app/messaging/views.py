@@ -56,6 +56,21 @@ KIND_NAMES = {"ordinary": _l("Ordinary"), "request": _l("Request"), "report": _l
 IMPORTANCE_NAMES = {"low": _l("Low"), "normal": _l("Normal"), "high": _l("High")}
 LABEL_COLORS = ["secondary", "primary", "success", "danger", "warning", "info", "dark"]
 PICK_LIMIT = 8
+MAX_ID = 2**31 - 1  # row ids are 32-bit integers on PostgreSQL
+
+
+@bp.url_value_preprocessor
+def _ids_in_range(endpoint, values):
+    """An id no row can have is simply not found (PostgreSQL refuses to compare it)."""
+    if any(isinstance(v, int) and not 0 < v <= MAX_ID for v in (values or {}).values()):
+        abort(404)
+
+
+def _arg_id(name: str) -> int | None:
+    value = request.args.get(name, type=int)
+    if value is not None and not 0 < value <= MAX_ID:
+        abort(404)
+    return value
 
 
 # --- shared by the templates ----------------------------------------------------------
@@ -117,10 +132,12 @@ def _utc(value: str | None):
 
 
 def _int(value: str | None):
+    """A form's id field: empty is none; anything but an id in range is passed on as typed,
+    so the schema refuses it."""
     value = (value or "").strip()
     if not value:
         return None
-    return int(value) if value.isdigit() else value
+    return int(value) if value.isdigit() and 0 < int(value) <= MAX_ID else value
 
 
 def _back(default: str) -> str:
@@ -172,7 +189,7 @@ def _folder_args() -> tuple[str, int | None]:
     folder = request.args.get("folder", "inbox")
     if folder not in FOLDER_ICONS:
         abort(404)
-    label_id = request.args.get("label", type=int)
+    label_id = _arg_id("label")
     if label_id is not None and label_id not in {lb.id for lb in services.labels_of(current_user)}:
         abort(404)
     return folder, label_id
@@ -201,7 +218,8 @@ def _label_query(label_id: int):
 
 def _list_context(folder: str, label_id: int | None) -> dict:
     stmt = _label_query(label_id) if label_id else services.folder_query(current_user, folder)
-    page = db.paginate(stmt, per_page=current_app.config["PER_PAGE"], error_out=False)
+    number = min(max(request.args.get("page", 1, type=int), 1), 100_000)
+    page = db.paginate(stmt, page=number, per_page=current_app.config["PER_PAGE"], error_out=False)
     ids = [b.message_id for b in page.items]
     return {"page": page, "folder": folder, "label_id": label_id, "files": _files_count(ids),
             "now": utcnow(), "kind_names": KIND_NAMES,
@@ -230,13 +248,17 @@ BULK = {"read", "unread", "archive", "restore", "star", "unstar"}
 def bulk():
     """Several messages at once: read/unread, archive/back, star/unstar."""
     action = request.form.get("action", "")
-    ids = [i for i in (request.form.getlist("ids", type=int)) if i > 0]
+    ids = request.form.getlist("ids", type=int)
     folder = request.form.get("folder", "inbox")
     folder = folder if folder in FOLDER_ICONS else "inbox"
     label_id = request.form.get("label", type=int)
+    label_id = label_id if label_id is not None and 0 < label_id <= MAX_ID else None
     back = url_for("messaging.inbox", folder=folder, label=label_id)
     if action not in BULK or not ids:
         flash(_("Choose messages and an action."), "warning")
+        return _after_bulk(back, folder, label_id)
+    if not all(0 < i <= MAX_ID for i in ids):
+        flash(_("No such message."), "danger")
         return _after_bulk(back, folder, label_id)
     try:
         _bulk(action, ids)
@@ -506,8 +528,8 @@ def compose():
     original = draft = None
     known: dict[str, str] = {}
     tokens = request.args.getlist("to")
-    draft_id = request.args.get("draft", type=int)
-    reply_id = request.args.get("reply", type=int)
+    draft_id = _arg_id("draft")
+    reply_id = _arg_id("reply")
     if draft_id is not None:
         draft = _own_unsent(draft_id)
         known = {_token(a): a.label for a in draft.addresses}

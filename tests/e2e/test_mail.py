@@ -95,7 +95,7 @@ def test_mail_arrives_live_and_nothing_is_lost_offline(live_server, new_page):
 
     # Back online: all three appear, once each, in order, and the page was not reloaded.
     b.context.set_offline(False)
-    expect(b.locator("body")).to_have_attribute("data-live", "1")
+    expect(b.locator("body")).to_have_attribute("data-live", "1", timeout=15_000)
     for subject in subjects:
         expect(b.get_by_test_id("mail-row").filter(has_text=subject)).to_have_count(1)
     expect(b.get_by_test_id("mail-unread")).to_have_text("3")

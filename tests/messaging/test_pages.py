@@ -167,6 +167,18 @@ def test_a_message_one_may_not_see_is_404(office, signed_in, db):
     assert c.form(f"/mail/{msg.id}/confirm").status_code == 302  # refused, with a message
     assert box(office.Fred, msg) is None
     assert "Private" not in c.get("/mail/").get_data(as_text=True)
+    # ids no row can have are not found either (PostgreSQL would refuse to compare them)
+    huge = "99999999999999999999"
+    for path in (f"/mail/{huge}", f"/mail/compose?draft={huge}", f"/mail/compose?reply={huge}",
+                 f"/mail/?label={huge}"):
+        assert c.get(path).status_code == 404, path
+    assert c.get(f"/mail/?page={huge}").status_code == 200
+    assert c.form("/mail/bulk", {"ids": [huge], "action": "read"}).status_code == 302
+    saved = c.form("/mail/compose/autosave", {"draft_id": huge, "local_id": LOCAL})
+    assert saved.status_code == 422
+    sent = c.form("/mail/compose", {"to": [f"user:{office.Sam.id}"], "parent_id": huge,
+                                    "subject": "x", "local_id": LOCAL, "action": "send"})
+    assert sent.status_code == 422
 
 
 def test_autosave_creates_one_draft_and_updates_it(office, signed_in, db):

@@ -194,8 +194,12 @@
     });
     socket.on("disconnect", () => document.body.dataset.live = "0");
     socket.on("feed", feed.receive);
-    // Back from a network outage: ask for what was missed even if the socket survived it.
-    window.addEventListener("online", () => { if (socket.connected) feed.sync(); });
+    // Back from a network outage: reconnect now rather than at the next backoff step, or,
+    // if the socket survived it, ask for what was missed.
+    window.addEventListener("online", () => {
+      if (socket.connected) feed.sync();
+      else socket.disconnect().connect();
+    });
     socket.on("notification", (n) => {
       setUnread(n.unread);
       toast(n.title, n.body, n.url);
