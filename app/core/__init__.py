@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask, url_for
 from flask_babel import lazy_gettext as _l
 from flask_login import user_loaded_from_cookie
+from werkzeug.routing import IntegerConverter
 
 
 def register(app: Flask) -> None:
@@ -15,6 +16,7 @@ def register(app: Flask) -> None:
     from app.core.views import bp
     from app.extensions import db, login_manager
 
+    app.url_map.converters["int"] = DatabaseInt
     login_manager.login_view = "core.login"
     login_manager.login_message = _l("Sign in to continue.")
     login_manager.login_message_category = "info"
@@ -49,6 +51,13 @@ def register(app: Flask) -> None:
         api.register_blueprint(blp)
     app.extensions["crm_nav"] = []
     add_nav(app, "core.home", _l("Home"), "house")
+
+
+class DatabaseInt(IntegerConverter):
+    """<int:...> in every route stops at the database's integer range: a larger id is a 404."""
+
+    def __init__(self, url_map, fixed_digits=0, min=None, max=2**31 - 1, signed=False):  # noqa: A002
+        super().__init__(url_map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
 
 
 def _guard_api_docs(app: Flask) -> None:

@@ -7,6 +7,7 @@ import logging
 from flask import Flask, jsonify, make_response, render_template, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from app.core.errors import DomainError
@@ -56,6 +57,12 @@ def register(app: Flask) -> None:
     def domain_error(exc: DomainError):
         db.session.rollback()
         return error_response(exc.status, exc.code, exc.message, exc.fields)
+
+    @app.errorhandler(DataError)
+    def data_error(exc: DataError):
+        """A value the database cannot hold (an id beyond its integers): bad input, not a crash."""
+        db.session.rollback()
+        return error_response(422, "validation_error", _("A value is out of range."))
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError):

@@ -175,6 +175,7 @@ def _follow_up(msg: Message, recipients: list[User], rng, real_now) -> None:
         if at >= real_now:
             return
         clock.freeze(at)
+        services.mark_read(replier, {"ids": [msg.id]})  # no-op when already read
         template = services.reply_template(replier, msg.id)
         services.send(replier, {**template, "body": rng.choice((
             "Done, see the figures above.", "Принято, сделаю до конца дня.",
