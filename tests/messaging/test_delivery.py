@@ -466,7 +466,9 @@ def _receive_in_child(url: str, receivers: list, stop, results) -> None:
             r = random.Random(seed)
             live = Live(url, token=token)
             try:
-                while not stop.is_set() and not errors:
+                cycles = 0
+                while (not stop.is_set() or cycles < 3) and not errors:
+                    cycles += 1
                     live.connect()
                     stats["connects"] += 1
                     live.pump(r.uniform(2.0, 8.0))
@@ -577,6 +579,6 @@ def test_concurrent_senders_and_flaky_receivers_lose_nothing_and_repeat_nothing(
             seen = [mid for mid in ids if mid in position]
             assert sorted(seen, key=position.get) == seen, f"receiver {uid}, thread {thread}"
         assert rows_of(FeedEvent, user_id=uid, kind="message.new") == len(expected)
-    assert stats["connects"] > receivers_n * 2 and stats["dropped"] > 0 and stats["lost_acks"] > 0
+    assert stats["connects"] >= receivers_n * 3 and stats["dropped"] > 0 and stats["lost_acks"] > 0
     print(f"\nchaos: {dict(stats)}, duplicates dropped by clients: "
           f"{sum(r['duplicates'] for r in received.values())}")
