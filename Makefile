@@ -7,7 +7,7 @@ export FLASK_APP := app:create_app
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: install translations migrate demo run test lint bench extract-messages clean
+.PHONY: install translations migrate demo run test lint bench bench-search extract-messages clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ lint: install
 bench: install
 	$(BIN)/python -m bench.api_me
 	$(BIN)/python -m bench.orgchart_board
+	$(BIN)/python -m bench.mail_delivery
+
+# PostgreSQL only: a million messages (DATABASE_URL must point at PostgreSQL).
+bench-search: install
+	$(BIN)/python -m bench.mail_search
 
 extract-messages: $(STAMP)
 	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -o app/translations/messages.pot .
