@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import current_app, render_template, request, url_for
 from flask_babel import lazy_gettext as _l
+from flask_babel import lazy_pgettext
 from flask_login import current_user
 from marshmallow import Schema, fields, validate
 from sqlalchemy.orm import contains_eager
@@ -17,7 +18,7 @@ from app.messaging import bp, search
 from app.messaging.models import FOLDERS, KINDS, Mailbox, Message
 
 FOLDER_NAMES = {"inbox": _l("Inbox"), "sent": _l("Sent"), "drafts": _l("Drafts"),
-                "scheduled": _l("Scheduled"), "archive": _l("Archive")}
+                "scheduled": _l("Scheduled"), "archive": lazy_pgettext("mail folder", "Archive")}
 KIND_NAMES = {"ordinary": _l("Ordinary"), "request": _l("Request"), "report": _l("Report"),
               "directive": _l("Directive"), "broadcast": _l("Broadcast")}
 FILTERS = ("q", "folder", "person_id", "kind", "date_from", "date_to", "has_attachments")

@@ -15,8 +15,8 @@ PO = ROOT / "app" / "translations" / "ru" / "LC_MESSAGES" / "messages.po"
 def test_catalogue_is_complete_and_current(tmp_path):
     pot = tmp_path / "messages.pot"
     subprocess.run([sys.executable, "-m", "babel.messages.frontend", "-q", "extract", "-F",
-                    str(ROOT / "babel.cfg"), "-k", "_l", "-k", "lazy_gettext", "-o", str(pot),
-                    "."], check=True, cwd=ROOT)
+                    str(ROOT / "babel.cfg"), "-k", "_l", "-k", "lazy_gettext",
+                    "-k", "lazy_pgettext:1c,2", "-o", str(pot), "."], check=True, cwd=ROOT)
     with pot.open("rb") as f:
         wanted = {m.id for m in read_po(f) if m.id}
     with PO.open("rb") as f:
