@@ -26,9 +26,22 @@ from zoneinfo import ZoneInfo
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup, escape
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
-from sqlalchemy import and_, exists, false, func, literal, literal_column, select
+from sqlalchemy import (
+    Integer,
+    Text,
+    and_,
+    column,
+    exists,
+    false,
+    func,
+    literal,
+    literal_column,
+    select,
+    values,
+)
 from sqlalchemy.orm import aliased, contains_eager
 
+from app.core import markup
 from app.core.models import Attachment, User
 from app.core.services import load
 from app.extensions import db
@@ -59,11 +72,11 @@ class SearchIn(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    q = fields.String(required=True, validate=validate.Length(
-        min=1, max=QUERY_MAX, error=str(_l("Search for 1 to %(n)d characters.", n=QUERY_MAX))))
+    q = fields.String(required=True, validate=validate.Length(  # error: translated when raised
+        min=1, max=QUERY_MAX, error=_l("Search for 1 to %(n)d characters.", n=QUERY_MAX)))
     folder = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(FOLDERS))
     person_id = fields.Integer(load_default=None, allow_none=True, strict=False,
-                               validate=validate.Range(min=1))
+                               validate=validate.Range(min=1, max=2**31 - 1))
     kind = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(KINDS))
     date_from = fields.Date(load_default=None, allow_none=True)
     date_to = fields.Date(load_default=None, allow_none=True)
@@ -247,30 +260,48 @@ def _window(text: str, width: int = 220) -> str:
     return piece
 
 
+def _snippet_source(subject: str, body: str, document: str) -> str:
+    """The text's fragment if the words are in the text or the subject, else the document's."""
+    return body if _START in body or _START in subject else document
+
+
 def highlights(q: str, messages: Iterable[Message]) -> dict[int, tuple[Markup, Markup]]:
-    """{message id: (subject, snippet)} with the matched words in <mark>, all else escaped."""
+    """{message id: (subject, snippet)} with the matched words in <mark>, all else escaped.
+
+    The snippet comes from the message's text; when the words matched neither the text nor
+    the subject (but a name, a file, a correction) it comes from the searched document."""
     messages = list(messages)
     if not messages:
         return {}
     q = " ".join(q.split())
+    bodies = {m.id: markup.plain(m.body_html)[:HEADLINE_SOURCE_MAX] for m in messages}
     if _dialect() == "postgresql":
         query = tsquery(q)
         opts = (f"StartSel={_START}, StopSel={_STOP}, MaxWords=30, MinWords=12, "
                 'MaxFragments=2, FragmentDelimiter=" … "')
-        rows = db.session.execute(select(
-            Message.id,
-            func.ts_headline(_config(), func.replace(Message.subject, "<", _LT), query,
-                             f"StartSel={_START}, StopSel={_STOP}, HighlightAll=true"),
-            func.ts_headline(_config(), func.replace(
-                func.left(Message.search_text, HEADLINE_SOURCE_MAX), "<", _LT), query, opts),
-        ).where(Message.id.in_([m.id for m in messages]))).all()
-        found = {mid: (subject, " ".join(snippet.split())) for mid, subject, snippet in rows}
+        texts = values(column("id", Integer), column("body", Text), name="bodies").data(
+            [(mid, body.replace("<", _LT)) for mid, body in bodies.items()])
+        rows = db.session.execute(
+            select(Message.id,
+                   func.ts_headline(_config(), func.replace(Message.subject, "<", _LT), query,
+                                    f"StartSel={_START}, StopSel={_STOP}, HighlightAll=true"),
+                   func.ts_headline(_config(), texts.c.body, query, opts),
+                   func.ts_headline(_config(), func.replace(
+                       func.left(Message.search_text, HEADLINE_SOURCE_MAX), "<", _LT), query, opts))
+            .join(texts, texts.c.id == Message.id)).all()
+        found = {mid: (subject, _snippet_source(subject, body, document))
+                 for mid, subject, body, document in rows}
     else:
         words = query_words(q)
-        found = {m.id: (_highlight_words(m.subject, words),
-                        _window(_highlight_words(m.search_text[:HEADLINE_SOURCE_MAX], words)))
-                 for m in messages}
-    return {mid: (_marked(subject), _marked(snippet)) for mid, (subject, snippet) in found.items()}
+        found = {}
+        for m in messages:
+            subject = _highlight_words(m.subject, words)
+            body = _highlight_words(bodies[m.id], words)
+            if _START not in body and _START not in subject:
+                body = _highlight_words(m.search_text[:HEADLINE_SOURCE_MAX], words)
+            found[m.id] = (subject, _window(body))
+    return {mid: (_marked(subject), _marked(" ".join(snippet.split())))
+            for mid, (subject, snippet) in found.items()}
 
 
 def with_attachments(message_ids: list[int]) -> set[int]:

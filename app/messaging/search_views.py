@@ -2,41 +2,31 @@
 
 from __future__ import annotations
 
-from flask import current_app, render_template, request, url_for
-from flask_babel import lazy_gettext as _l
-from flask_babel import lazy_pgettext
+from flask import current_app, render_template, request
+from flask_babel import gettext as _
+from flask_babel import pgettext
 from flask_login import current_user
 from marshmallow import Schema, fields, validate
 from sqlalchemy.orm import contains_eager
-from werkzeug.routing import BuildError
 
 from app.core.api_base import api_blueprint, api_user, page_envelope
 from app.core.errors import ValidationError
 from app.extensions import db
 from app.messaging import api as mail_api
-from app.messaging import bp, search
+from app.messaging import bp, search, views
 from app.messaging.models import FOLDERS, KINDS, Mailbox, Message
 
-FOLDER_NAMES = {"inbox": _l("Inbox"), "sent": _l("Sent"), "drafts": _l("Drafts"),
-                "scheduled": _l("Scheduled"), "archive": lazy_pgettext("mail folder", "Archive")}
-KIND_NAMES = {"ordinary": _l("Ordinary"), "request": _l("Request"), "report": _l("Report"),
-              "directive": _l("Directive"), "broadcast": _l("Broadcast")}
 FILTERS = ("q", "folder", "person_id", "kind", "date_from", "date_to", "has_attachments")
-_MESSAGE_ENDPOINTS = ("messaging.thread", "messaging.message")  # the message page, if any
+PAGE_MAX = 10_000  # further pages are refused: row offsets stay within the database's integers
+
+
+def folder_names() -> dict[str, str]:
+    """The mail's folder names, and the folder of messages waiting to be sent."""
+    return {**views.folder_names(), "scheduled": pgettext("mail folder", "Scheduled")}
 
 
 def _with_recipients(stmt):
     return stmt.options(contains_eager(Mailbox.message).selectinload(Message.addresses))
-
-
-def _message_url(message_id: int) -> str | None:
-    for endpoint in _MESSAGE_ENDPOINTS:
-        if endpoint in current_app.view_functions:
-            try:
-                return url_for(endpoint, message_id=message_id)
-            except BuildError:
-                continue
-    return None
 
 
 def _hits(q: str, boxes: list[Mailbox]) -> list[dict]:
@@ -56,26 +46,28 @@ def search_page():
     """The search form; with a query, the matching messages a page at a time."""
     form = {key: request.args.get(key, "").strip() for key in FILTERS}
     given = {key: value for key, value in form.items() if value}
+    page_no = request.args.get("page", 1, type=int)
     errors: dict = {}
     page = hits = None
     status = 200
     if form["q"]:
         try:
             stmt = search.search_query(current_user, **given)
+            if not 1 <= page_no <= PAGE_MAX:
+                raise ValidationError(_("No such page."), {"page": [_("No such page.")]})
         except ValidationError as exc:
             errors, status = exc.fields or {"q": [exc.message]}, 422
         else:
-            page = db.paginate(_with_recipients(stmt), per_page=current_app.config["PER_PAGE"],
-                               error_out=False)
+            page = db.paginate(_with_recipients(stmt), page=page_no,
+                               per_page=current_app.config["PER_PAGE"], error_out=False)
             hits = _hits(form["q"], list(page.items))
-            for hit in hits:
-                hit["url"] = _message_url(hit["message"].id)
     person = int(form["person_id"]) if form["person_id"].isdigit() else None
+    names = folder_names()
     return render_template(
         "messaging/search.html", form=form, errors=errors, page=page, hits=hits,
-        folders=[(f, FOLDER_NAMES[f]) for f in FOLDERS], kinds=[(k, KIND_NAMES[k]) for k in KINDS],
-        people=search.people_choices(person), folder_names=FOLDER_NAMES,
-        kind_names=KIND_NAMES, query_max=search.QUERY_MAX), status
+        folders=[(f, names[f]) for f in FOLDERS], kinds=[(k, views.KIND_NAMES[k]) for k in KINDS],
+        people=search.people_choices(person), folder_names=names, kind_names=views.KIND_NAMES,
+        query_max=search.QUERY_MAX), status
 
 
 # --- the API --------------------------------------------------------------------------------
@@ -85,7 +77,7 @@ search_api = api_blueprint("mail_search_api", __name__, "/messages/search",
 
 
 class SearchArgs(search.SearchIn):
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=PAGE_MAX))
     per_page = fields.Integer(load_default=25, validate=validate.Range(min=1, max=100))
 
 

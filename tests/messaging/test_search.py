@@ -276,6 +276,7 @@ def test_bad_input_is_a_validation_error(office):
         ({"q": ""}, "q"), ({"q": "   "}, "q"), ({"q": "x" * 201}, "q"),
         ({"q": "text", "folder": "trash"}, "folder"), ({"q": "text", "kind": "memo"}, "kind"),
         ({"q": "text", "person_id": "someone"}, "person_id"),
+        ({"q": "text", "person_id": 2**40}, "person_id"),
         ({"q": "text", "date_from": "yesterday"}, "date_from"),
         ({"q": "text", "date_from": date(2026, 5, 2), "date_to": date(2026, 5, 1)}, "date_to"),
         ({"q": "text", "has_attachments": "perhaps"}, "has_attachments"),
@@ -342,6 +343,18 @@ def test_page_refuses_bad_filters_with_a_message(office, client):
     assert "is-invalid" in html and "mail-search-results" not in html
     long = client.get("/mail/search?q=" + "x" * 201)
     assert long.status_code == 422 and "Search for 1 to 200 characters." in long.get_data(as_text=True)
+    for page in (0, 2**40):
+        far = client.get(f"/mail/search?q=invoice&page={page}")
+        assert far.status_code == 422 and "No such page." in far.get_data(as_text=True)
+
+
+def test_page_errors_speak_the_users_language(office, make_user, app):
+    reader = make_user("Readerova", language="ru")
+    client = app.test_client()
+    assert client.sign_in(reader.email).status_code == 302
+    html = client.get("/mail/search?q=" + "x" * 201).get_data(as_text=True)
+    assert "Введите для поиска от 1 до 200 символов." in html
+    assert "Search for 1 to 200 characters." not in html
 
 
 def test_page_is_paginated(office, client):
@@ -396,7 +409,9 @@ def test_api_refuses_bad_input(office, client, token_for):
                          ("q=a&folder=trash", "folder"), ("q=a&kind=memo", "kind"),
                          ("q=a&date_from=2026-13-01", "date_from"),
                          ("q=a&date_from=2026-05-02&date_to=2026-05-01", "date_to"),
-                         ("q=a&per_page=1000", "per_page"), ("q=a&person_id=x", "person_id")):
+                         ("q=a&per_page=1000", "per_page"), ("q=a&person_id=x", "person_id"),
+                         (f"q=a&person_id={2**40}", "person_id"), ("q=a&page=0", "page"),
+                         (f"q=a&page={2**40}", "page")):
         resp = client.get(f"{API}?{query}", headers=headers)
         assert resp.status_code == 422, (query, resp.status_code)
         error = resp.get_json()["error"]
