@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Message as SmtpMessageHandler
 from flask import g, has_app_context
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
@@ -323,3 +326,29 @@ def seed_user(name: str, email: str, *, is_admin: bool = False, language: str = 
                              is_active=True)
     _db.session.close()
     return values
+
+
+class _SmtpCollector(SmtpMessageHandler):
+    """Keeps every message a real local SMTP server receives."""
+
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def handle_message(self, message):
+        self.messages.append(message)
+
+
+@pytest.fixture
+def smtp_server(app):
+    """A real SMTP server (aiosmtpd) on a free local port; the app sends to it."""
+    handler = _SmtpCollector()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=port)
+    yield handler
+    controller.stop()
+    app.config.update(SMTP_HOST=None, SMTP_PORT=25)

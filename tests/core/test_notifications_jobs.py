@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from datetime import UTC, datetime, timedelta
 
-import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.handlers import Message
 from click.testing import CliRunner
 from sqlalchemy import select
 
@@ -68,27 +64,6 @@ def test_rolled_back_notification_is_never_emitted(app, user, db):
     assert [a[1]["title"] for a in sent] == ["Kept"]
 
 
-@pytest.fixture
-def smtp_server(app):
-    handler = _Collector()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=port)
-    yield handler
-    controller.stop()
-    app.config.update(SMTP_HOST=None, SMTP_PORT=25)
-
-
-class _Collector(Message):
-    def __init__(self):
-        super().__init__()
-        self.messages = []
-
-    def handle_message(self, message):
-        self.messages.append(message)
 
 
 def test_due_email_is_sent_once_over_smtp(smtp_server, db):

@@ -3,7 +3,6 @@ preference, scheduled sending, snoozed messages coming back, reminders and escal
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import uuid
@@ -11,8 +10,6 @@ from datetime import UTC, datetime, timedelta
 from email.header import decode_header, make_header
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.handlers import Message as MessageHandler
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
@@ -29,28 +26,6 @@ T0 = datetime(2026, 5, 6, 9, 0, tzinfo=UTC)
 
 # --- fixtures -------------------------------------------------------------------------------
 
-class _Collector(MessageHandler):
-    def __init__(self):
-        super().__init__()
-        self.messages = []
-
-    def handle_message(self, message):
-        self.messages.append(message)
-
-
-@pytest.fixture
-def smtp_server(app):
-    """A real SMTP server on a free local port; the app sends to it."""
-    handler = _Collector()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=port)
-    yield handler
-    controller.stop()
-    app.config.update(SMTP_HOST=None, SMTP_PORT=25)
 
 
 @pytest.fixture
