@@ -639,8 +639,9 @@ def set_labels(actor: User, message_id: int, data: Mapping) -> Mailbox:
 
 # --- lists of messages, threads -----------------------------------------------------------
 
-def folder_query(actor: User, folder: str = "inbox", label_id: int | None = None):
-    """Mailbox rows of a folder, newest first, message and sender loaded (the caller pages)."""
+def folder_query(actor: User, folder: str | None = "inbox", label_id: int | None = None):
+    """Mailbox rows of a folder (None: every folder but drafts, for a label's view), newest
+    first, message and sender loaded (the caller pages)."""
     now = utcnow()
     stmt = (select(Mailbox).join(Message, Message.id == Mailbox.message_id)
             .options(joinedload(Mailbox.message).joinedload(Message.sender),
@@ -654,6 +655,8 @@ def folder_query(actor: User, folder: str = "inbox", label_id: int | None = None
         stmt = stmt.where(or_(Mailbox.folder == "scheduled", Mailbox.snoozed_until > now))
     elif folder == "starred":
         stmt = stmt.where(Mailbox.starred.is_(True))
+    elif folder is None:
+        stmt = stmt.where(Mailbox.folder != "drafts")
     else:
         stmt = stmt.where(Mailbox.folder == folder)
     if label_id is not None:

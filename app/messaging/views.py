@@ -25,7 +25,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import func, select
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import joinedload
 
 from app.core import attachments, feed, markup
 from app.core import services as core_services
@@ -35,7 +35,7 @@ from app.core.models import Attachment, User
 from app.extensions import db
 from app.messaging import bp, services
 from app.messaging.jobs import DIGEST_EVERY
-from app.messaging.models import BoxLabel, Mailbox, Message, Revision
+from app.messaging.models import Mailbox, Message, Revision
 from app.orgchart import chart as charts
 from app.orgchart import services as org
 
@@ -204,20 +204,8 @@ def _files_count(message_ids: list[int]) -> dict[int, int]:
         .group_by(Attachment.owner_id)).all())
 
 
-def _label_query(label_id: int):
-    """Every message (drafts aside) the user has given a label, newest first."""
-    return (select(Mailbox).join(Message, Message.id == Mailbox.message_id)
-            .options(joinedload(Mailbox.message).joinedload(Message.sender),
-                     joinedload(Mailbox.message).selectinload(Message.addresses),
-                     selectinload(Mailbox.labels))
-            .where(Mailbox.user_id == current_user.id, Mailbox.folder != "drafts",
-                   Mailbox.id.in_(select(BoxLabel.box_id).where(BoxLabel.label_id == label_id)))
-            .order_by(func.coalesce(Message.sent_at, Message.send_at, Message.updated_at).desc(),
-                      Message.id.desc()))
-
-
 def _list_context(folder: str, label_id: int | None) -> dict:
-    stmt = _label_query(label_id) if label_id else services.folder_query(current_user, folder)
+    stmt = services.folder_query(current_user, None if label_id else folder, label_id)
     number = min(max(request.args.get("page", 1, type=int), 1), 100_000)
     page = db.paginate(stmt, page=number, per_page=current_app.config["PER_PAGE"], error_out=False)
     ids = [b.message_id for b in page.items]
@@ -618,9 +606,10 @@ def _compose_again(exc: DomainError):
     original_id = _int(form.get("parent_id")) or _int(form.get("forward_of"))
     original = None
     if isinstance(original_id, int):
-        box = db.session.scalar(select(Mailbox).where(Mailbox.message_id == original_id,
-                                                      Mailbox.user_id == current_user.id))
-        original = box.message if box else None
+        try:
+            original = services.box_of(current_user, original_id).message
+        except NotFound:
+            original = None
     return _compose_page(form, _chips(request.form.getlist("to")), errors, exc.status,
                          original=original)
 
