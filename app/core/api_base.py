@@ -57,6 +57,35 @@ def api_blueprint(name: str, import_name: str, url_prefix: str, description: str
     return blp
 
 
+_SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def authenticate_session_or_bearer() -> None:
+    """A bearer token when one is sent; otherwise the browser's signed-in session, whose
+    changing calls must carry the CSRF token (`X-CSRFToken`) like any form."""
+    from flask_login import current_user
+
+    if request.headers.get("Authorization"):
+        authenticate_bearer()
+        return
+    if current_user.is_authenticated:
+        if request.method not in _SAFE_METHODS:
+            csrf.protect()
+        g.api_user = current_user._get_current_object()
+        return
+    raise Unauthorized(_("Sign in or send a valid API token."))
+
+
+def session_api_blueprint(name: str, import_name: str, url_prefix: str,
+                          description: str = "") -> Blueprint:
+    """A blueprint under /api/v1 that the CRM's own pages call with their session as well as
+    clients with a token."""
+    blp = Blueprint(name, import_name, url_prefix=f"/api/v1{url_prefix}", description=description)
+    blp.before_request(authenticate_session_or_bearer)
+    csrf.exempt(blp)  # checked in authenticate_session_or_bearer for sessions; tokens need none
+    return blp
+
+
 def api_user():
     return g.api_user
 

@@ -10,19 +10,18 @@ never anyone else's.
 
 from __future__ import annotations
 
-from flask import g, request
+from flask import g
 from flask.views import MethodView
 from flask_babel import gettext as _
-from flask_login import current_user
 from marshmallow import Schema, fields, validate
 from sqlalchemy import func, select
 
 from app.core import feed, markup
-from app.core.api_base import authenticate_bearer, page_envelope, paginated
-from app.core.errors import NotFound, PermissionDenied, Unauthorized
+from app.core.api_base import page_envelope, paginated, session_api_blueprint
+from app.core.errors import NotFound, PermissionDenied
 from app.core.models import Attachment
 from app.core.schemas import AttachmentSchema
-from app.extensions import csrf, db
+from app.extensions import db
 from app.messaging import services
 from app.messaging.models import Mailbox, MailingList, Message, Revision
 from app.messaging.schemas import (
@@ -42,32 +41,9 @@ from app.messaging.schemas import (
 
 ALL: list = []  # flask-smorest blueprints, registered by app.messaging.register
 
-_SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
-
-
-# --- who is calling -----------------------------------------------------------------------
-
-def _authenticate() -> None:
-    """A bearer token when one is sent; otherwise the browser's signed-in session, whose
-    changing calls must carry the CSRF token like any form."""
-    if request.headers.get("Authorization"):
-        authenticate_bearer()
-        return
-    if current_user.is_authenticated:
-        if request.method not in _SAFE_METHODS:
-            csrf.protect()
-        g.api_user = current_user._get_current_object()
-        return
-    raise Unauthorized(_("Sign in or send a valid API token."))
-
 
 def _blueprint(name: str, url_prefix: str, description: str):
-    from flask_smorest import Blueprint
-
-    blp = Blueprint(name, __name__, url_prefix=f"/api/v1{url_prefix}", description=description)
-    blp.before_request(_authenticate)
-    csrf.exempt(blp)  # checked in _authenticate for sessions; tokens need none
-    return blp
+    return session_api_blueprint(name, __name__, url_prefix, description)
 
 
 def _me():
