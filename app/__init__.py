@@ -26,7 +26,7 @@ def create_app(config: dict | None = None) -> Flask:
 
 def register_extensions(app: Flask) -> None:
     from app.config import ROOT
-    from app.core import i18n
+    from app.core import i18n, realtime
     from app.extensions import babel, csrf, db, limiter, login_manager, migrate, socketio
 
     db.init_app(app)
@@ -39,14 +39,14 @@ def register_extensions(app: Flask) -> None:
     socketio.init_app(
         app,
         async_mode="threading",
-        message_queue=app.config["REDIS_URL"],
+        client_manager=realtime.message_queue(app.config["REDIS_URL"], app.config["REDIS_KEY_PREFIX"]),
         cors_allowed_origins=app.config["SOCKETIO_ALLOWED_ORIGINS"] or None,
         json=None,
     )
 
 
 # Each module package has register(app): blueprints, API, nav entry, registries.
-MODULES = ["core", "orgchart", "messaging"]
+MODULES = ["core", "orgchart", "messaging", "tasks"]
 
 
 def register_blueprints(app: Flask) -> None:

@@ -18,6 +18,7 @@ import threading
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
@@ -31,6 +32,7 @@ from app import create_app
 from app.core import clock
 from app.extensions import db as _db
 from app.extensions import limiter
+from app.orgchart import services as org
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("REDIS_URL")
@@ -313,7 +315,6 @@ def seed_user(name: str, email: str, *, is_admin: bool = False, language: str = 
 
     Returns plain values and ends the transaction, so the test holds no SQLite snapshot
     while the server writes."""
-    from types import SimpleNamespace
 
     from app.core.models import User
     from app.core.passwords import hash_password
@@ -352,3 +353,26 @@ def smtp_server(app):
     yield handler
     controller.stop()
     app.config.update(SMTP_HOST=None, SMTP_PORT=25)
+
+
+@pytest.fixture
+def office(db, admin, make_user):
+    """Sales: head Helen with Sam and Sara under her; Finance: head Fred, post Cashier vacant.
+    Helen's superior is the Director, Dora."""
+    company = org.create_unit(admin, {"name": "Office", "kind": "company"})
+    director = org.create_post(admin, {"unit_id": company.id, "title": "Director", "is_head": True})
+    sales = org.create_unit(admin, {"name": "Sales", "kind": "division", "parent_id": company.id})
+    head = org.create_post(admin, {"unit_id": sales.id, "title": "Head of Sales", "is_head": True})
+    seller = org.create_post(admin, {"unit_id": sales.id, "title": "Seller"})
+    finance = org.create_unit(admin, {"name": "Finance", "kind": "division",
+                                      "parent_id": company.id})
+    fhead = org.create_post(admin, {"unit_id": finance.id, "title": "Head of Finance",
+                                    "is_head": True})
+    cashier = org.create_post(admin, {"unit_id": finance.id, "title": "Cashier"})
+    people = {name: make_user(name) for name in ("Dora", "Helen", "Sam", "Sara", "Fred")}
+    for name, post in (("Dora", director), ("Helen", head), ("Sam", seller), ("Sara", seller),
+                       ("Fred", fhead)):
+        org.assign(admin, {"post_id": post.id, "user_id": people[name].id})
+    db.session.commit()
+    return SimpleNamespace(company=company, sales=sales, finance=finance, director=director,
+                           head=head, seller=seller, fhead=fhead, cashier=cashier, **people)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from flask_babel import force_locale
 from sqlalchemy import func, select, update
 
 from app.core.clock import utcnow
@@ -13,8 +14,13 @@ from app.core.schemas import NotificationReadSchema
 from app.extensions import db
 
 
-def notify(user_id: int, kind: str, title: str, body: str = "", url: str | None = None
-           ) -> Notification:
+def notify(user_id: int, kind: str, title, body="", url: str | None = None) -> Notification:
+    """A notification row, pushed live. A lazy title or body (lazy_gettext) is put in the
+    recipient's language, not the one of whoever caused it."""
+    if not (isinstance(title, str) and isinstance(body, str)):
+        user = db.session.get(User, user_id)
+        with force_locale((user.language if user else None) or "en"):
+            title, body = str(title), str(body)
     note = Notification(user_id=user_id, kind=kind, title=title[:300], body=body, url=url)
     db.session.add(note)
     db.session.flush()

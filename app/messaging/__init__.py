@@ -9,7 +9,7 @@ bp = Blueprint("messaging", __name__, url_prefix="/mail", template_folder="templ
 
 
 def register(app: Flask) -> None:
-    from app.core import add_nav, feed, signals
+    from app.core import add_nav, feed, links, signals
     from app.core.api_base import api
     from app.messaging import (  # noqa: F401 - routes, sockets, jobs, tables
         analytics_views,
@@ -30,6 +30,23 @@ def register(app: Flask) -> None:
     add_nav(app, "messaging.inbox", _l("Mail"), "envelope")
     signals.post_holder_added.connect(services.on_post_holder_added)
     feed.register_counter("mail_unread", services.unread_counts)
+    links.register("message", _l("Message"), _message_link)
     org.register_workload_provider("mail_unanswered", _l("Unanswered requests"),
                                    by_user=services.unanswered_by_user,
                                    by_post=services.unanswered_by_post)
+
+
+def _message_link(actor, message_id: int):
+    """A message as a linked record (a task made from it): its subject and thread page, for
+    those who have it in their mailbox."""
+    from flask_babel import gettext as _
+
+    from app.core.errors import NotFound
+    from app.messaging import services
+    from app.messaging.jobs import thread_path
+
+    try:
+        msg = services.box_of(actor, message_id).message
+    except NotFound:
+        return None
+    return msg.subject or _("(no subject)"), thread_path(msg.id)

@@ -1,0 +1,1 @@
+"""The demo company's programmes, runs and tasks."""
