@@ -46,7 +46,7 @@ def register_extensions(app: Flask) -> None:
 
 
 # Each module package has register(app): blueprints, API, nav entry, registries.
-MODULES = ["core", "orgchart", "messaging", "tasks"]
+MODULES = ["core", "orgchart", "messaging", "tasks", "clients"]
 
 
 def register_blueprints(app: Flask) -> None:

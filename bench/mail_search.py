@@ -258,7 +258,7 @@ def load(url: str, schema: str, app, vocabulary: list[str]) -> None:
     with app.app_context():
         upgrade()
         db.session.remove()
-    conn = psycopg.connect(url, options=f"-csearch_path={schema}")
+    conn = psycopg.connect(url, options=f"-csearch_path={schema},public")
     print(f"generating {MESSAGES:,} messages for {PEOPLE} people in schema {schema}")
     t0 = time.perf_counter()
     # Indexes are built after the load (as a restore does), from their own definitions;
@@ -304,7 +304,7 @@ def measure(url: str, schema: str, app) -> None:
     from app.messaging import search
     from app.messaging.models import Mailbox
 
-    conn = psycopg.connect(url, options=f"-csearch_path={schema}")
+    conn = psycopg.connect(url, options=f"-csearch_path={schema},public")
     heavy_rows = conn.execute("SELECT count(*) FROM mail_box WHERE user_id = 1").fetchone()[0]
     messages = conn.execute("SELECT count(*) FROM mail_message").fetchone()[0]
     conn.rollback()
@@ -418,7 +418,7 @@ def main() -> None:
     app = create_app({
         "SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench", "CRM_ENV": "production",
         "INSTANCE_DIR": Path(tempfile.mkdtemp(prefix="crm-bench-")),
-        "SQLALCHEMY_ENGINE_OPTIONS": {"connect_args": {"options": f"-csearch_path={schema}"}},
+        "SQLALCHEMY_ENGINE_OPTIONS": {"connect_args": {"options": f"-csearch_path={schema},public"}},
     })
     vocabulary = RUSSIAN + ENGLISH
     random.Random(5).shuffle(vocabulary)

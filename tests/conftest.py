@@ -48,7 +48,12 @@ def pytest_configure(config):
 
 
 def _pg_engine() -> sa.Engine:
-    return sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1))
+    """The server's database itself. Each test run works in a schema of its own, with
+    `public` behind it on the search path, where the extensions are (pg_trgm)."""
+    engine = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public"))
+    return engine
 
 
 @contextmanager
@@ -62,7 +67,7 @@ def fresh_database_url(tmp: Path):
     with engine.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+        yield f"{PG_URL}?options=-csearch_path%3D{schema},public"
     finally:
         with engine.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
@@ -86,7 +91,7 @@ def _database_url(tmp: Path) -> tuple[str, dict]:
     with engine.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     engine.dispose()
-    return url, {"connect_args": {"options": f"-csearch_path={schema}"}, "pool_pre_ping": True,
+    return url, {"connect_args": {"options": f"-csearch_path={schema},public"}, "pool_pre_ping": True,
                  "_schema": schema}
 
 

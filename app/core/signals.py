@@ -12,3 +12,6 @@ post_holder_added = _signals.signal("post-holder-added")
 
 # sent with a mail Message copied to an external address; address=the e-mail address
 message_sent_external = _signals.signal("message-sent-external")
+
+# sent with a clients Deal when it enters a won stage; actor=who moved it
+deal_won = _signals.signal("deal-won")

@@ -1,0 +1,24 @@
+"""The client base: companies and holdings, contacts, the history of the relationship and
+its next step, leads, deals in pipelines, significant dates."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask
+from flask_babel import lazy_gettext as _l
+
+bp = Blueprint("clients", __name__, url_prefix="/clients", template_folder="templates")
+
+
+def register(app: Flask) -> None:
+    from app.clients import api as clients_api
+    from app.clients import demo, jobs, models, services, views  # noqa: F401 - routes, jobs, tables
+    from app.core import add_nav, links, signals
+    from app.core.api_base import api
+
+    app.register_blueprint(bp)
+    for blp in clients_api.ALL:
+        api.register_blueprint(blp)
+    add_nav(app, "clients.index", _l("Clients"), "building")
+    links.register("client", _l("Client"), services.link_company)
+    links.register("deal", _l("Deal"), services.link_deal)
+    signals.message_sent_external.connect(services.on_message_sent_external)

@@ -1,0 +1,1 @@
+"""The demo company's clients, contacts, leads and deals."""

@@ -1,0 +1,1001 @@
+"""Rules of the client base. Every path (page, API, import, public form, job) calls these.
+
+Access follows the chart: a company is seen by its responsible manager, everyone above them,
+posts with the `see_all_clients` capability (and executives, administrators), and colleagues
+it is shared with by name. Contacts, deals and the history are seen through their company.
+A record one may not see is 404, never 403, so nothing leaks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import joinedload, selectinload
+
+from app.clients.models import (
+    Category,
+    Company,
+    Contact,
+    ContactLink,
+    Deal,
+    Interaction,
+    Lead,
+    Pipeline,
+    Reason,
+    Setting,
+    Share,
+    SignificantDate,
+    Stage,
+    StageChange,
+    WebForm,
+)
+from app.clients.schemas import (
+    CompanyIn,
+    ContactIn,
+    ConvertIn,
+    DateIn,
+    DealIn,
+    HandOverIn,
+    InteractionIn,
+    LeadIn,
+    MoveIn,
+    PipelineIn,
+    ReasonIn,
+    ShareIn,
+)
+from app.core import audit, links, notifications, signals
+from app.core.clock import utcnow
+from app.core.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from app.core.models import User
+from app.core.money import to_minor
+from app.core.services import is_admin, load, require_admin
+from app.extensions import db
+from app.orgchart import chart as charts
+from app.orgchart import services as org
+
+DEFAULTS = {"lead_minutes": 15, "lead_post_id": 0}
+MAX_DEPTH = 20  # of a holding
+
+
+def _fail(field: str, message: str) -> ValidationError:
+    return ValidationError(message, {field: [message]})
+
+
+def company_path(company_id: int) -> str:
+    return links.path_for("clients.company", f"/clients/companies/{company_id}",
+                          company_id=company_id)
+
+
+def deal_path(deal_id: int) -> str:
+    return links.path_for("clients.deal", f"/clients/deals/{deal_id}", deal_id=deal_id)
+
+
+def lead_path(lead_id: int) -> str:
+    return links.path_for("clients.lead", f"/clients/leads/{lead_id}", lead_id=lead_id)
+
+
+# --- settings -----------------------------------------------------------------------------
+
+def settings() -> dict[str, int]:
+    found = dict(db.session.execute(select(Setting.key, Setting.value)).all())
+    return {k: found.get(k, v) for k, v in DEFAULTS.items()}
+
+
+def set_settings(actor: User, data: Mapping) -> dict[str, int]:
+    require_admin(actor)
+    minutes, post_id = data.get("lead_minutes"), data.get("lead_post_id")
+    if not isinstance(minutes, int) or isinstance(minutes, bool) or not 1 <= minutes <= 7 * 24 * 60:
+        raise _fail("lead_minutes", _("Minutes to contact a lead: a whole number from 1 to 10080."))
+    if post_id and post_id not in charts.load().posts:
+        raise _fail("lead_post_id", _("No such post."))
+    for key, value in (("lead_minutes", minutes), ("lead_post_id", post_id or 0)):
+        row = db.session.get(Setting, key) or Setting(key=key, value=value)
+        row.value = value
+        db.session.add(row)
+    audit.record(actor, "clients.settings", "clients", None,
+                 after={"lead_minutes": minutes, "lead_post_id": post_id or 0})
+    return settings()
+
+
+# --- who sees what ------------------------------------------------------------------------
+
+def sees_all(actor: User) -> bool:
+    return org.can_see_all(actor) or org.capability(actor, "see_all_clients") is not None
+
+
+def directed_ids(actor: User) -> set[int]:
+    return {actor.id, *(u.id for u in charts.load().subordinates_of(actor.id))}
+
+
+def company_clause(actor: User):
+    """A WHERE clause: the companies the actor may see."""
+    if sees_all(actor):
+        return Company.id.is_not(None)
+    return or_(Company.responsible_id.in_(directed_ids(actor)),
+               Company.id.in_(select(Share.company_id).where(Share.user_id == actor.id)))
+
+
+def visible_companies(actor: User):
+    return select(Company.id).where(company_clause(actor))
+
+
+def get_company(actor: User, company_id: int) -> Company:
+    company = db.session.scalar(select(Company).options(
+        selectinload(Company.categories), joinedload(Company.responsible))
+        .where(Company.id == company_id, company_clause(actor)))
+    if company is None:
+        raise NotFound(_("No such company."))
+    return company
+
+
+def can_edit(actor: User, company: Company) -> bool:
+    """The responsible manager, those above them and see-all posts change a company; a
+    colleague it is shared with may read it and log contacts."""
+    return sees_all(actor) or company.responsible_id in directed_ids(actor)
+
+
+def _editable(actor: User, company_id: int) -> Company:
+    company = get_company(actor, company_id)
+    if not can_edit(actor, company):
+        raise PermissionDenied(_("Only the responsible manager and those above them may "
+                                 "change this company."))
+    return company
+
+
+def contact_clause(actor: User):
+    if sees_all(actor):
+        return Contact.id.is_not(None)
+    return or_(Contact.id.in_(select(ContactLink.contact_id).where(
+        ContactLink.company_id.in_(visible_companies(actor)))),
+        Contact.created_by_id == actor.id)
+
+
+def get_contact(actor: User, contact_id: int) -> Contact:
+    contact = db.session.scalar(select(Contact).options(
+        selectinload(Contact.links).joinedload(ContactLink.company))
+        .where(Contact.id == contact_id, contact_clause(actor)))
+    if contact is None:
+        raise NotFound(_("No such contact."))
+    return contact
+
+
+def deal_clause(actor: User):
+    if sees_all(actor):
+        return Deal.id.is_not(None)
+    return or_(Deal.company_id.in_(visible_companies(actor)),
+               Deal.responsible_id.in_(directed_ids(actor)))
+
+
+def get_deal(actor: User, deal_id: int) -> Deal:
+    deal = db.session.scalar(select(Deal).options(
+        joinedload(Deal.company), joinedload(Deal.stage), joinedload(Deal.pipeline),
+        joinedload(Deal.responsible)).where(Deal.id == deal_id, deal_clause(actor)))
+    if deal is None:
+        raise NotFound(_("No such deal."))
+    return deal
+
+
+def lead_clause(actor: User):
+    if sees_all(actor):
+        return Lead.id.is_not(None)
+    return or_(Lead.responsible_id.in_(directed_ids(actor)), Lead.responsible_id.is_(None))
+
+
+def get_lead(actor: User, lead_id: int) -> Lead:
+    lead = db.session.scalar(select(Lead).where(Lead.id == lead_id, lead_clause(actor)))
+    if lead is None:
+        raise NotFound(_("No such lead."))
+    return lead
+
+
+def link_company(actor: User, company_id: int):
+    try:
+        company = get_company(actor, company_id)
+    except NotFound:
+        return None
+    return company.name, company_path(company.id)
+
+
+def link_deal(actor: User, deal_id: int):
+    try:
+        deal = get_deal(actor, deal_id)
+    except NotFound:
+        return None
+    return f"{deal.title} ({deal.company.name})", deal_path(deal.id)
+
+
+# --- normalising --------------------------------------------------------------------------
+
+def digits(phone: str) -> str:
+    """A phone as its digits, a leading 8 of a Russian number read as 7."""
+    only = re.sub(r"\D", "", phone or "")
+    return "7" + only[1:] if len(only) == 11 and only.startswith("8") else only
+
+
+def _clean_list(values: Iterable[str], lower: bool = False) -> list[str]:
+    out = []
+    for value in values:
+        value = " ".join((value or "").split())
+        if value and (value.lower() if lower else value) not in out:
+            out.append(value.lower() if lower else value)
+    return out
+
+
+def _search_text(*parts: str, phones: Iterable[str] = (), emails: Iterable[str] = ()) -> str:
+    words = [" ".join(p.lower().split()) for p in parts if p]
+    return " ".join([*words, *(digits(p) for p in phones), *(e.lower() for e in emails)])
+
+
+def _categories(names: list[str]) -> list[Category]:
+    names = _clean_list(names)
+    if not names:
+        return []
+    found = {c.name.lower(): c for c in db.session.scalars(
+        select(Category).where(func.lower(Category.name).in_([n.lower() for n in names])))}
+    out = []
+    for name in names:
+        category = found.get(name.lower())
+        if category is None:
+            category = Category(name=name)
+            db.session.add(category)
+            found[name.lower()] = category
+        out.append(category)
+    return out
+
+
+def _check_parent(company: Company | None, parent_id: int | None, actor: User) -> None:
+    """A holding is a tree: a company is never its own parent or ancestor."""
+    if parent_id is None:
+        return
+    parent = db.session.get(Company, parent_id)
+    if parent is None or parent.archived_at is not None:
+        raise _fail("parent_id", _("No such parent company."))
+    if company is None:
+        return
+    seen, current = set(), parent
+    while current is not None:
+        if current.id == company.id:
+            raise _fail("parent_id", _("A company cannot be inside itself or its own "
+                                       "subsidiary."))
+        if current.id in seen or len(seen) > MAX_DEPTH:
+            raise _fail("parent_id", _("The holding is too deep."))
+        seen.add(current.id)
+        current = db.session.get(Company, current.parent_id) if current.parent_id else None
+
+
+def _responsible(actor: User, responsible_id: int | None) -> int:
+    """A company goes to the actor, or to someone they direct (anyone, for see-all posts)."""
+    if responsible_id is None or responsible_id == actor.id:
+        return actor.id
+    user = db.session.get(User, responsible_id)
+    if user is None or not user.is_active:
+        raise _fail("responsible_id", _("No such person."))
+    if responsible_id not in directed_ids(actor) and not sees_all(actor):
+        raise _fail("responsible_id", _("You may give clients only to yourself or to someone "
+                                        "below you on the chart."))
+    return responsible_id
+
+
+# --- companies ----------------------------------------------------------------------------
+
+def _apply_company(actor: User, company: Company, values: Mapping) -> None:
+    for name in ("legal_name", "short_name", "industry", "website", "notes", "status",
+                 "is_client", "is_supplier", "is_partner", "next_step", "next_step_at"):
+        if name in values:
+            value = values[name]
+            setattr(company, name, value.strip() if isinstance(value, str) else value)
+    if "tax_number" in values:
+        company.tax_number = (values["tax_number"] or "").strip() or None
+    if "tags" in values:
+        tags = _clean_list(values["tags"], lower=True)
+        company.tags = f",{','.join(t.replace(',', ' ') for t in tags)}," if tags else ""
+    if "phones" in values:
+        company.phones = _clean_list(values["phones"])
+    if "emails" in values:
+        company.emails = _clean_list(values["emails"], lower=True)
+    if "addresses" in values:
+        company.addresses = [{"kind": a["kind"], "text": a["text"].strip()}
+                             for a in values["addresses"]]
+    if "categories" in values:
+        company.categories = _categories(values["categories"])
+    if "parent_id" in values:
+        _check_parent(company if company.id else None, values["parent_id"], actor)
+        company.parent_id = values["parent_id"]
+    if "responsible_id" in values:
+        company.responsible_id = _responsible(actor, values["responsible_id"])
+    if not company.legal_name:
+        raise _fail("legal_name", _("A legal name is required."))
+    company.search_text = _search_text(company.legal_name, company.short_name,
+                                       company.tax_number or "", phones=company.phones,
+                                       emails=company.emails)
+    company.updated_at = utcnow()
+
+
+def _company_snapshot(company: Company) -> dict:
+    return {"legal_name": company.legal_name, "short_name": company.short_name,
+            "tax_number": company.tax_number, "status": company.status,
+            "responsible_id": company.responsible_id, "parent_id": company.parent_id,
+            "next_step": company.next_step,
+            "next_step_at": company.next_step_at.isoformat() if company.next_step_at else None}
+
+
+def create_company(actor: User, data: Mapping) -> Company:
+    values = load(CompanyIn(), data)
+    company = Company(created_at=utcnow())
+    values.setdefault("responsible_id", None)
+    _apply_company(actor, company, values)
+    db.session.add(company)
+    db.session.flush()
+    audit.record(actor, "company.create", "company", company.id, after=_company_snapshot(company))
+    return company
+
+
+def update_company(actor: User, company_id: int, data: Mapping) -> Company:
+    values = load(CompanyIn(), data, partial=True)
+    company = _editable(actor, company_id)
+    before = _company_snapshot(company)
+    _apply_company(actor, company, values)
+    db.session.flush()
+    audit.record(actor, "company.update", "company", company.id, before=before,
+                 after=_company_snapshot(company))
+    return company
+
+
+def archive_company(actor: User, company_id: int) -> Company:
+    company = _editable(actor, company_id)
+    company.archived_at = company.archived_at or utcnow()
+    audit.record(actor, "company.archive", "company", company.id)
+    return company
+
+
+def share(actor: User, company_id: int, data: Mapping) -> list[int]:
+    values = load(ShareIn(), data)
+    company = _editable(actor, company_id)
+    users = db.session.scalars(select(User).where(User.id.in_(values["user_ids"]))).all()
+    if len(users) != len(set(values["user_ids"])) or not all(u.is_active for u in users):
+        raise _fail("user_ids", _("Unknown person."))
+    db.session.execute(Share.__table__.delete().where(Share.company_id == company.id))
+    db.session.add_all(Share(company_id=company.id, user_id=u.id) for u in users)
+    db.session.flush()
+    audit.record(actor, "company.share", "company", company.id,
+                 after={"user_ids": sorted(u.id for u in users)})
+    return sorted(u.id for u in users)
+
+
+def holding_ids(company_id: int) -> list[int]:
+    """The company and every company under it, any depth."""
+    ids, frontier = [company_id], [company_id]
+    for _depth in range(MAX_DEPTH):
+        frontier = list(db.session.scalars(select(Company.id).where(
+            Company.parent_id.in_(frontier), Company.archived_at.is_(None))))
+        if not frontier:
+            break
+        ids += frontier
+    return ids
+
+
+# Figures other modules add to a holding's card (finance: invoices, payments, debts):
+# name -> fn(company ids) -> {label: formatted value}
+_rollups: dict[str, object] = {}
+
+
+def register_rollup(name: str, fn) -> None:
+    _rollups[name] = fn
+
+
+def rollup(actor: User, company_id: int) -> dict:
+    """A holding's figures: its companies' deals (and what other modules register)."""
+    company = get_company(actor, company_id)
+    ids = holding_ids(company.id)
+    rows = db.session.execute(
+        select(Deal.status, Deal.currency, func.count(), func.coalesce(func.sum(Deal.amount_minor), 0))
+        .where(Deal.company_id.in_(ids)).group_by(Deal.status, Deal.currency)).all()
+    deals = [{"status": s, "currency": c, "count": n, "amount_minor": int(a)} for s, c, n, a in rows]
+    extra = {name: fn(ids) for name, fn in _rollups.items()}
+    return {"company_ids": ids, "deals": deals, **extra}
+
+
+def hand_over(actor: User, data: Mapping) -> dict[str, int]:
+    """Everything one person is responsible for (companies, deals, leads) goes to another in
+    one step; the history stays with the clients."""
+    values = load(HandOverIn(), data)
+    source = db.session.get(User, values["from_user_id"])
+    target = db.session.get(User, values["to_user_id"])
+    if source is None or target is None or not target.is_active:
+        raise _fail("to_user_id", _("Unknown person."))
+    if source.id == target.id:
+        raise _fail("to_user_id", _("Choose someone else to hand the clients to."))
+    if not (is_admin(actor) or sees_all(actor) or {source.id, target.id} <= directed_ids(actor)):
+        raise PermissionDenied(_("Only their managers hand clients over."))
+    moved = {}
+    for model in (Company, Deal, Lead):
+        moved[model.__tablename__] = db.session.execute(
+            update(model).where(model.responsible_id == source.id)
+            .values(responsible_id=target.id).execution_options(synchronize_session=False)
+        ).rowcount
+    audit.record(actor, "clients.hand_over", "user", source.id,
+                 after={"to": target.id, **moved})
+    notifications.notify(target.id, "clients", _l("Clients handed over to you"),
+                         _l("From %(name)s", name=source.name), None)
+    return moved
+
+
+def without_next_step(actor: User, now: datetime | None = None, overdue: bool = False):
+    """A select() of active companies with no next step (or an overdue one)."""
+    now = now or utcnow()
+    cond = Company.next_step_at < now if overdue else Company.next_step_at.is_(None)
+    return (select(Company).options(joinedload(Company.responsible))
+            .where(company_clause(actor), Company.archived_at.is_(None),
+                   Company.status != "former", cond)
+            .order_by(Company.next_step_at, Company.id))
+
+
+def deals_without_next_step(actor: User, now: datetime | None = None, overdue: bool = False):
+    now = now or utcnow()
+    cond = Deal.next_step_at < now if overdue else Deal.next_step_at.is_(None)
+    return (select(Deal).options(joinedload(Deal.company), joinedload(Deal.responsible))
+            .where(deal_clause(actor), Deal.status == "open", cond)
+            .order_by(Deal.next_step_at, Deal.id))
+
+
+# --- search and duplicates ----------------------------------------------------------------
+
+def search_companies(actor: User, q: str, limit: int = 50):
+    """A select() of companies by name, tax number, phone or e-mail, tolerant of typos on
+    PostgreSQL (trigram similarity) and of partial input everywhere."""
+    q = " ".join((q or "").lower().split())[:200]
+    stmt = select(Company).where(company_clause(actor), Company.archived_at.is_(None))
+    if not q:
+        return stmt.order_by(Company.legal_name)
+    needle = digits(q) if re.fullmatch(r"[\d\s()+\-]{5,}", q) else q
+    like = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    if db.session.get_bind().dialect.name == "postgresql":
+        similar = Company.search_text.op("%>")(needle)  # word similarity, uses the trigram index
+        return (stmt.where(or_(Company.search_text.like(like, escape="\\"), similar))
+                .order_by(func.word_similarity(needle, Company.search_text).desc(),
+                          Company.legal_name).limit(limit))
+    return stmt.where(Company.search_text.like(like, escape="\\")).order_by(
+        Company.legal_name).limit(limit)
+
+
+def duplicates(email: str = "", phone: str = "", tax_number: str = "") -> list[Company]:
+    """Companies that look like the same one: by tax number, an e-mail or a phone."""
+    conds = []
+    if tax_number.strip():
+        conds.append(Company.tax_number == tax_number.strip())
+    if email.strip():
+        conds.append(Company.search_text.like(f"%{email.strip().lower()}%"))
+    if len(digits(phone)) >= 6:
+        conds.append(Company.search_text.like(f"%{digits(phone)}%"))
+    if not conds:
+        return []
+    return list(db.session.scalars(select(Company).where(or_(*conds), Company.archived_at.is_(None))
+                                   .order_by(Company.id).limit(10)))
+
+
+# --- contacts -----------------------------------------------------------------------------
+
+def _apply_contact(actor: User, contact: Contact, values: Mapping) -> None:
+    for name in ("name", "birthday", "consent", "notes"):
+        if name in values:
+            value = values[name]
+            setattr(contact, name, value.strip() if isinstance(value, str) else value)
+    if "phones" in values:
+        contact.phones = _clean_list(values["phones"])
+    if "emails" in values:
+        contact.emails = _clean_list(values["emails"], lower=True)
+    if "messengers" in values:
+        contact.messengers = [dict(m) for m in values["messengers"]]
+    if "companies" in values:
+        wanted = {c["company_id"]: c["position"] for c in values["companies"]}
+        for company_id in wanted:
+            get_company(actor, company_id)  # 404 for a company one may not see
+        contact.links = [ContactLink(company_id=cid, position=pos.strip())
+                         for cid, pos in wanted.items()]
+    if not contact.name:
+        raise _fail("name", _("A name is required."))
+    contact.search_text = _search_text(contact.name, phones=contact.phones, emails=contact.emails)
+
+
+def create_contact(actor: User, data: Mapping) -> Contact:
+    values = load(ContactIn(), data)
+    contact = Contact(created_by_id=actor.id, created_at=utcnow())
+    _apply_contact(actor, contact, values)
+    db.session.add(contact)
+    db.session.flush()
+    audit.record(actor, "contact.create", "contact", contact.id, after={"name": contact.name})
+    return contact
+
+
+def update_contact(actor: User, contact_id: int, data: Mapping) -> Contact:
+    values = load(ContactIn(), data, partial=True)
+    contact = get_contact(actor, contact_id)
+    before = {"name": contact.name, "companies": [link.company_id for link in contact.links]}
+    _apply_contact(actor, contact, values)
+    db.session.flush()
+    audit.record(actor, "contact.update", "contact", contact.id, before=before,
+                 after={"name": contact.name, "companies": [lk.company_id for lk in contact.links]})
+    return contact
+
+
+def contacts_of(actor: User, company_id: int) -> list[ContactLink]:
+    get_company(actor, company_id)
+    return list(db.session.scalars(select(ContactLink).options(joinedload(ContactLink.contact))
+                                   .where(ContactLink.company_id == company_id)
+                                   .order_by(ContactLink.contact_id)))
+
+
+# --- the history and the next step --------------------------------------------------------
+
+def reasons(kind: str) -> list[Reason]:
+    return list(db.session.scalars(select(Reason).where(Reason.kind == kind,
+                                                        Reason.archived_at.is_(None))
+                                   .order_by(Reason.name)))
+
+
+def add_reason(actor: User, data: Mapping) -> Reason:
+    require_admin(actor)
+    values = load(ReasonIn(), data)
+    if db.session.scalar(select(Reason.id).where(Reason.kind == values["kind"],
+                                                 Reason.name == values["name"].strip())):
+        raise _fail("name", _("This reason is already on the list."))
+    reason = Reason(kind=values["kind"], name=values["name"].strip())
+    db.session.add(reason)
+    db.session.flush()
+    return reason
+
+
+def _reason(reason_id: int | None, kind: str, field: str = "reason_id") -> Reason:
+    reason = db.session.get(Reason, reason_id) if reason_id else None
+    if reason is None or reason.kind != kind or reason.archived_at is not None:
+        raise _fail(field, _("Choose a reason from the list."))
+    return reason
+
+
+def log_interaction(actor: User, data: Mapping) -> Interaction:
+    """A call, meeting, e-mail, note, complaint or refusal on a client's card. With an
+    outcome it moves the next step of the deal (or, without a deal, of the company):
+    advance sets a new step, postpone the same step at a new date, refuse needs a reason."""
+    values = load(InteractionIn(), data)
+    company = get_company(actor, values["company_id"])
+    deal = get_deal(actor, values["deal_id"]) if values["deal_id"] else None
+    if deal is not None and deal.company_id != company.id:
+        raise _fail("deal_id", _("This deal is another company's."))
+    if values["contact_id"]:
+        contact = get_contact(actor, values["contact_id"])
+        if all(link.company_id != company.id for link in contact.links):
+            raise _fail("contact_id", _("This contact is not at this company."))
+    now = utcnow()
+    outcome, target = values["outcome"], deal or company
+    reason = None
+    if values["kind"] in ("refusal", "complaint") or outcome == "refuse":
+        kind = "complaint" if values["kind"] == "complaint" else "refusal"
+        if values["reason_id"] or outcome == "refuse" or values["kind"] == "refusal":
+            reason = _reason(values["reason_id"], kind)
+    if outcome == "advance":
+        if not values["next_step"].strip() or values["next_step_at"] is None:
+            raise _fail("next_step", _("Advancing needs the next step and its date."))
+        if values["next_step_at"] <= now:
+            raise _fail("next_step_at", _("The next step's date must be ahead."))
+        target.next_step, target.next_step_at = values["next_step"].strip(), values["next_step_at"]
+    elif outcome == "postpone":
+        if values["next_step_at"] is None or values["next_step_at"] <= now:
+            raise _fail("next_step_at", _("Postponing needs a new date ahead."))
+        target.next_step_at = values["next_step_at"]
+        if values["next_step"].strip():
+            target.next_step = values["next_step"].strip()
+    elif outcome == "refuse":
+        target.next_step, target.next_step_at = "", None
+        if deal is not None:
+            lost = next((s for s in deal.pipeline.stages if s.kind == "lost"), None)
+            if lost is None:
+                raise _fail("deal_id", _("This pipeline has no stage for lost deals."))
+            _enter_stage(actor, deal, lost, now)
+            deal.lost_reason_id = reason.id
+        else:
+            company.status = "former"
+    row = Interaction(company_id=company.id, contact_id=values["contact_id"],
+                      deal_id=deal.id if deal else None, kind=values["kind"],
+                      subject=values["subject"].strip(), body=values["body"],
+                      outcome=outcome, reason_id=reason.id if reason else None,
+                      occurred_at=values["occurred_at"] or now, author_id=actor.id)
+    if company.status == "prospect" and outcome == "advance":
+        company.status = "active"
+    db.session.add(row)
+    db.session.flush()
+    audit.record(actor, "interaction.create", "company", company.id,
+                 after={"interaction_id": row.id, "kind": row.kind, "outcome": outcome})
+    return row
+
+
+def history(actor: User, company_id: int, limit: int = 200) -> list[dict]:
+    """The card's history, newest first: contacts, and what other modules register (mail,
+    tasks, invoices and payments)."""
+    company = get_company(actor, company_id)
+    rows = db.session.scalars(select(Interaction).options(
+        joinedload(Interaction.author), joinedload(Interaction.contact), joinedload(Interaction.reason))
+        .where(Interaction.company_id == company.id)
+        .order_by(Interaction.occurred_at.desc(), Interaction.id.desc()).limit(limit)).all()
+    items = [{"at": r.occurred_at, "kind": r.kind, "title": r.subject, "row": r} for r in rows]
+    for fn in _history_sources.values():
+        items += fn(actor, "company", company.id)
+    return sorted(items, key=lambda i: i["at"], reverse=True)[:limit]
+
+
+# name -> fn(actor, "company" | "deal", id) -> [{"at", "kind", "title", "url"}]
+_history_sources: dict[str, object] = {}
+
+
+def register_history_source(name: str, fn) -> None:
+    _history_sources[name] = fn
+
+
+def on_message_sent_external(message, address: str = "", actor=None, **_kw) -> None:
+    """Mail copied to a client's address joins that client's history."""
+    address = (address or "").strip().lower()
+    if not address:
+        return
+    company_ids = set(db.session.scalars(select(Company.id).where(
+        Company.search_text.like(f"%{address}%"), Company.archived_at.is_(None))))
+    company_ids |= set(db.session.scalars(select(ContactLink.company_id).join(Contact).where(
+        Contact.search_text.like(f"%{address}%"))))
+    for company_id in sorted(company_ids):
+        db.session.add(Interaction(company_id=company_id, kind="email",
+                                   subject=(message.subject or "")[:300],
+                                   body=message.body or "", occurred_at=utcnow(),
+                                   author_id=message.sender_id, message_id=message.id))
+
+
+# --- pipelines and deals ------------------------------------------------------------------
+
+def pipelines(include_archived: bool = False) -> list[Pipeline]:
+    stmt = select(Pipeline).options(selectinload(Pipeline.stages))
+    if not include_archived:
+        stmt = stmt.where(Pipeline.archived_at.is_(None))
+    return list(db.session.scalars(stmt.order_by(Pipeline.position, Pipeline.id)))
+
+
+def save_pipeline(actor: User, data: Mapping, pipeline_id: int | None = None) -> Pipeline:
+    """An administrator sets a pipeline's stages in order; at least one open stage, one won
+    and one lost. Stages with deals in them are kept (archived when removed)."""
+    require_admin(actor)
+    values = load(PipelineIn(), data)
+    kinds = [s["kind"] for s in values["stages"]]
+    if "open" not in kinds or kinds.count("won") != 1 or kinds.count("lost") != 1:
+        raise _fail("stages", _("A pipeline needs open stages, one won stage and one lost "
+                                "stage."))
+    pipeline = Pipeline(name="", position=0) if pipeline_id is None else db.session.get(
+        Pipeline, pipeline_id)
+    if pipeline is None:
+        raise NotFound(_("No such pipeline."))
+    pipeline.name = values["name"].strip()
+    existing = {s.id: s for s in pipeline.stages}
+    kept = []
+    for position, row in enumerate(values["stages"], start=1):
+        stage = existing.pop(row["id"], None) if row["id"] else None
+        if row["id"] and stage is None:
+            raise _fail("stages", _("A stage from another pipeline."))
+        stage = stage or Stage(pipeline=pipeline)
+        stage.position, stage.name, stage.kind = position, row["name"].strip(), row["kind"]
+        stage.probability, stage.archived_at = row["probability"], None
+        kept.append(stage)
+    for gone in existing.values():
+        gone.archived_at, gone.position = utcnow(), 1000 + gone.position
+        if db.session.scalar(select(Deal.id).where(Deal.stage_id == gone.id,
+                                                   Deal.status == "open").limit(1)):
+            raise _fail("stages", _("The stage %(name)s still has deals; move them first.",
+                                    name=gone.name))
+    db.session.add(pipeline)
+    db.session.flush()
+    audit.record(actor, "pipeline.save", "pipeline", pipeline.id,
+                 after={"name": pipeline.name, "stages": [s.name for s in kept]})
+    return pipeline
+
+
+def _stage(pipeline_id: int, stage_id: int | None) -> Stage:
+    pipeline = db.session.get(Pipeline, pipeline_id)
+    if pipeline is None or pipeline.archived_at is not None:
+        raise _fail("pipeline_id", _("No such pipeline."))
+    live = [s for s in pipeline.stages if s.archived_at is None]
+    if stage_id is None:
+        return next(s for s in live if s.kind == "open")
+    stage = next((s for s in live if s.id == stage_id), None)
+    if stage is None:
+        raise _fail("stage_id", _("This stage is not in the deal's pipeline."))
+    return stage
+
+
+def create_deal(actor: User, data: Mapping) -> Deal:
+    values = load(DealIn(), data)
+    company = get_company(actor, values["company_id"])
+    if values["contact_id"]:
+        get_contact(actor, values["contact_id"])
+    pipeline_id = values["pipeline_id"] or next((p.id for p in pipelines()), None)
+    if pipeline_id is None:
+        raise _fail("pipeline_id", _("No pipeline yet: an administrator sets one up first."))
+    stage = _stage(pipeline_id, values["stage_id"])
+    if stage.kind != "open":
+        raise _fail("stage_id", _("A new deal starts in an open stage."))
+    now = utcnow()
+    deal = Deal(title=values["title"].strip(), company_id=company.id,
+                contact_id=values["contact_id"], pipeline_id=pipeline_id, stage_id=stage.id,
+                amount_minor=to_minor(values["amount"], values["currency"]),
+                currency=values["currency"], probability=values["probability"]
+                if values["probability"] is not None else stage.probability,
+                expected_close=values["expected_close"],
+                responsible_id=_responsible(actor, values["responsible_id"]),
+                next_step=values["next_step"].strip(), next_step_at=values["next_step_at"],
+                created_at=now, updated_at=now)
+    deal.history = [StageChange(stage_id=stage.id, entered_at=now, by_id=actor.id)]
+    db.session.add(deal)
+    db.session.flush()
+    audit.record(actor, "deal.create", "deal", deal.id,
+                 after={"title": deal.title, "company_id": company.id, "stage": stage.name})
+    return deal
+
+
+def update_deal(actor: User, deal_id: int, data: Mapping) -> Deal:
+    values = load(DealIn(), data, partial=True)
+    deal = get_deal(actor, deal_id)
+    if "company_id" in values and values["company_id"] != deal.company_id:
+        get_company(actor, values["company_id"])
+        deal.company_id = values["company_id"]
+    for name in ("title", "probability", "expected_close", "next_step", "next_step_at"):
+        if name in values:
+            value = values[name]
+            setattr(deal, name, value.strip() if isinstance(value, str) else value)
+    if "amount" in values or "currency" in values:
+        currency = values.get("currency", deal.currency)
+        if "amount" in values:
+            deal.amount_minor = to_minor(values["amount"], currency)
+        deal.currency = currency
+    if "responsible_id" in values:
+        deal.responsible_id = _responsible(actor, values["responsible_id"])
+    deal.updated_at = utcnow()
+    db.session.flush()
+    audit.record(actor, "deal.update", "deal", deal.id, after={"title": deal.title})
+    return deal
+
+
+def _enter_stage(actor: User, deal: Deal, stage: Stage, now: datetime) -> None:
+    deal.stage_id, deal.stage = stage.id, stage
+    deal.status = {"won": "won", "lost": "lost"}.get(stage.kind, "open")
+    deal.closed_at = now if deal.status != "open" else None
+    deal.probability = stage.probability
+    deal.updated_at = now
+    deal.history.append(StageChange(stage_id=stage.id, entered_at=now, by_id=actor.id))
+
+
+def move_deal(actor: User, deal_id: int, data: Mapping) -> Deal:
+    """Move a deal to another stage of its pipeline; losing it needs a reason; winning it
+    tells the modules that listen (a programme can start, a draft invoice be made)."""
+    values = load(MoveIn(), data)
+    deal = get_deal(actor, deal_id)
+    stage = _stage(deal.pipeline_id, values["stage_id"])
+    if stage.id == deal.stage_id:
+        return deal
+    before = {"stage": deal.stage.name, "status": deal.status}
+    reason = _reason(values["reason_id"], "lost") if stage.kind == "lost" else None
+    _enter_stage(actor, deal, stage, utcnow())
+    deal.lost_reason_id = reason.id if reason else None
+    deal.lost_note = values["note"].strip() if reason else ""
+    if deal.status != "open":
+        deal.next_step, deal.next_step_at = "", None
+    db.session.flush()
+    audit.record(actor, "deal.move", "deal", deal.id, before=before,
+                 after={"stage": stage.name, "status": deal.status,
+                        "reason": reason.name if reason else None})
+    if deal.status == "won":
+        signals.deal_won.send(deal, actor=actor)
+    return deal
+
+
+def board(actor: User, pipeline_id: int, limit: int = 200) -> dict[int, list[Deal]]:
+    """A pipeline's open stages (and the last month's won and lost) with their deals."""
+    pipeline = db.session.get(Pipeline, pipeline_id)
+    if pipeline is None or pipeline.archived_at is not None:
+        raise NotFound(_("No such pipeline."))
+    since = utcnow() - timedelta(days=30)
+    deals = db.session.scalars(select(Deal).options(joinedload(Deal.company),
+                                                    joinedload(Deal.responsible))
+                               .where(Deal.pipeline_id == pipeline.id, deal_clause(actor),
+                                      or_(Deal.status == "open", Deal.closed_at >= since))
+                               .order_by(Deal.updated_at.desc()).limit(limit * 10)).all()
+    out: dict[int, list[Deal]] = {s.id: [] for s in pipeline.stages if s.archived_at is None}
+    for deal in deals:
+        if deal.stage_id in out and len(out[deal.stage_id]) < limit:
+            out[deal.stage_id].append(deal)
+    return out
+
+
+# --- leads --------------------------------------------------------------------------------
+
+def _lead_owner() -> int | None:
+    """New leads go to the holder of the post the administrator chose (from above when
+    vacant)."""
+    post_id = settings()["lead_post_id"]
+    chart = charts.load()
+    if not post_id or post_id not in chart.posts:
+        return None
+    users = chart.holding(chart.posts[post_id]).users
+    return users[0].id if users else None
+
+
+def create_lead(actor: User | None, data: Mapping, form: WebForm | None = None) -> Lead:
+    """A lead from a form, a call, a referral or the public web form; it must be contacted
+    within the minutes the administrator set."""
+    values = load(LeadIn(), data)
+    if not (values["name"].strip() or values["email"] or values["phone"].strip()
+            or values["company_name"].strip()):
+        raise _fail("name", _("A lead needs at least a name, an e-mail or a phone."))
+    now = utcnow()
+    owner = values["responsible_id"] if actor is not None and values["responsible_id"] else None
+    if owner is not None:
+        owner = _responsible(actor, owner)
+    lead = Lead(source="web" if form else values["source"], form_id=form.id if form else None,
+                name=values["name"].strip(), company_name=values["company_name"].strip(),
+                email=(values["email"] or "").lower(), phone=values["phone"].strip(),
+                tax_number=values["tax_number"].strip(), message=values["message"],
+                responsible_id=owner or _lead_owner(), created_at=now,
+                contact_due_at=now + timedelta(minutes=settings()["lead_minutes"]))
+    db.session.add(lead)
+    db.session.flush()
+    audit.record(actor, "lead.create", "lead", lead.id, after={"source": lead.source})
+    if lead.responsible_id:
+        notifications.notify(lead.responsible_id, "lead", _l("New lead: contact it now"),
+                             lead.name or lead.company_name or lead.email, lead_path(lead.id))
+    return lead
+
+
+def _key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_web_form(actor: User, name: str) -> tuple[WebForm, str]:
+    """A public form and its key, shown once."""
+    require_admin(actor)
+    name = (name or "").strip()
+    if not name or len(name) > 120:
+        raise _fail("name", _("A name of up to 120 characters is required."))
+    key = secrets.token_urlsafe(24)
+    form = WebForm(name=name, key_hash=_key_hash(key), key_hint=key[-4:])
+    db.session.add(form)
+    db.session.flush()
+    audit.record(actor, "web_form.create", "web_form", form.id, after={"name": name})
+    return form, key
+
+
+def form_for_key(key: str | None) -> WebForm:
+    form = db.session.scalar(select(WebForm).where(WebForm.key_hash == _key_hash(key or ""),
+                                                   WebForm.archived_at.is_(None))) if key else None
+    if form is None:
+        raise PermissionDenied(_("This form's key is not valid."))
+    return form
+
+
+def mark_contacted(actor: User, lead_id: int) -> Lead:
+    lead = get_lead(actor, lead_id)
+    if lead.status != "new":
+        raise Conflict(_("This lead has been handled already."))
+    lead.status, lead.contacted_at = "contacted", utcnow()
+    lead.responsible_id = lead.responsible_id or actor.id
+    audit.record(actor, "lead.contacted", "lead", lead.id)
+    return lead
+
+
+def reject_lead(actor: User, lead_id: int, reason: str) -> Lead:
+    lead = get_lead(actor, lead_id)
+    if lead.status in ("converted", "rejected"):
+        raise Conflict(_("This lead has been handled already."))
+    if not (reason or "").strip():
+        raise _fail("reason", _("Say why the lead is rejected."))
+    lead.status, lead.reject_reason = "rejected", reason.strip()[:2000]
+    lead.contacted_at = lead.contacted_at or utcnow()
+    audit.record(actor, "lead.reject", "lead", lead.id, after={"reason": lead.reject_reason})
+    return lead
+
+
+def lead_duplicates(actor: User, lead_id: int) -> list[Company]:
+    lead = get_lead(actor, lead_id)
+    return duplicates(lead.email, lead.phone, lead.tax_number)
+
+
+def convert_lead(actor: User, lead_id: int, data: Mapping) -> Lead:
+    """A lead becomes a company (or joins a duplicate chosen by the user), a contact and a
+    deal, in one step."""
+    values = load(ConvertIn(), data)
+    lead = get_lead(actor, lead_id)
+    if lead.status in ("converted", "rejected"):
+        raise Conflict(_("This lead has been handled already."))
+    if values["company_id"]:
+        company = get_company(actor, values["company_id"])
+    else:
+        company = create_company(actor, {
+            "legal_name": lead.company_name or lead.name or lead.email,
+            "tax_number": lead.tax_number or None, "status": "prospect",
+            "emails": [lead.email] if lead.email and not lead.company_name else [],
+            "phones": [lead.phone] if lead.phone and not lead.company_name else []})
+    if values["contact_id"]:
+        contact = get_contact(actor, values["contact_id"])
+        if all(link.company_id != company.id for link in contact.links):
+            contact.links.append(ContactLink(company_id=company.id))
+    else:
+        contact = create_contact(actor, {
+            "name": lead.name or lead.email or lead.company_name,
+            "emails": [lead.email] if lead.email else [],
+            "phones": [lead.phone] if lead.phone else [],
+            "companies": [{"company_id": company.id}]})
+    deal = create_deal(actor, {
+        "title": values["deal_title"].strip() or (lead.message[:80].strip() or company.name),
+        "company_id": company.id, "contact_id": contact.id,
+        "pipeline_id": values["pipeline_id"], "amount": values["amount"],
+        "currency": values["currency"]})
+    lead.status, lead.company_id, lead.contact_id, lead.deal_id = ("converted", company.id,
+                                                                   contact.id, deal.id)
+    lead.contacted_at = lead.contacted_at or utcnow()
+    lead.responsible_id = lead.responsible_id or actor.id
+    db.session.flush()
+    audit.record(actor, "lead.convert", "lead", lead.id,
+                 after={"company_id": company.id, "contact_id": contact.id, "deal_id": deal.id})
+    return lead
+
+
+def escalate_lead(lead: Lead, now: datetime) -> list[int]:
+    """A lead nobody contacted in time: the responsible's superior (the head of sales) is
+    told; with nobody responsible, the lead post's head."""
+    chart = charts.load()
+    told = [u.id for u in chart.superiors_of(lead.responsible_id)][:1] if lead.responsible_id \
+        else []
+    if not told:
+        post_id = settings()["lead_post_id"]
+        post = chart.posts.get(post_id)
+        above = chart.superior_post(post) if post else None
+        told = [u.id for u in chart.holding(above).users][:1] if above else []
+    lead.escalated_at = now
+    for uid in told:
+        notifications.notify(uid, "lead_overdue", _l("A lead was not contacted in time"),
+                             lead.name or lead.company_name or lead.email, lead_path(lead.id))
+    audit.record(None, "lead.escalate", "lead", lead.id, after={"told": told})
+    return told
+
+
+def overdue_leads(actor: User, now: datetime | None = None):
+    now = now or utcnow()
+    return (select(Lead).where(lead_clause(actor), Lead.status == "new",
+                               Lead.contact_due_at < now).order_by(Lead.contact_due_at))
+
+
+# --- significant dates --------------------------------------------------------------------
+
+def add_date(actor: User, data: Mapping) -> SignificantDate:
+    values = load(DateIn(), data)
+    if bool(values["company_id"]) == bool(values["contact_id"]):
+        raise _fail("company_id", _("A date belongs to a company or to a contact."))
+    if values["company_id"]:
+        get_company(actor, values["company_id"])
+    else:
+        get_contact(actor, values["contact_id"])
+    row = SignificantDate(**values)
+    db.session.add(row)
+    db.session.flush()
+    return row
+
+
+def next_occurrence(row: SignificantDate, today) -> object:
+    if not row.yearly:
+        return row.on
+    for year in (today.year, today.year + 1):
+        try:
+            candidate = row.on.replace(year=year)
+        except ValueError:  # 29 February in a common year
+            candidate = row.on.replace(year=year, day=28)
+        if candidate >= today:
+            return candidate
+    return row.on
