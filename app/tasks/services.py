@@ -1085,10 +1085,14 @@ def due_counts(user_ids: list[int]) -> dict[int, int]:
 
 
 def escalate(task: Task, now: datetime) -> list[int]:
-    """Tell the superiors of the person doing overdue work (the run's starter when a stage
-    has nobody); mark it so they are told once per due time."""
+    """Tell the nearest superior of the person doing overdue work (the run's starter when a
+    stage has nobody; whoever set it when nobody is above its assignee); mark it so they are
+    told once per due time."""
+    setter = task.run.started_by_id if task.run else task.creator_id
     people = ([u.id for u in charts.load().superiors_of(task.assignee_id)][:1]
-              if task.assignee_id else [task.run.started_by_id if task.run else task.creator_id])
+              if task.assignee_id else [setter])
+    if not people and setter != task.assignee_id:
+        people = [setter]
     task.escalated_at = now
     who = task.assignee.name if task.assignee else "—"
     for uid in people:
