@@ -13,15 +13,15 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, delete, event, insert, select, update
+from sqlalchemy import delete, event, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from app.core.jobs import job
 from app.core.models import FeedCursor, FeedEvent
-from app.core.realtime import on_commit, pending_list, user_room
-from app.extensions import db, socketio
+from app.core.realtime import emit_batch, on_commit, pending_list, user_room
+from app.extensions import db
 
 _KEY = "crm_feed"
 SYNC_LIMIT = 500
@@ -62,33 +62,35 @@ def _number_and_store(sess: Session) -> None:
         by_user[uid].append((kind, payload))
     users = sorted(by_user)
     conn = sess.connection()
+    # One statement takes the numbers: each person's cursor is created or moved on by the
+    # count of their events, and its row stays locked until the commit. Rows are locked in
+    # one order (by user id), so two transactions never wait on each other in a ring.
     make_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    conn.execute(make_insert(FeedCursor).values([{"user_id": u, "last_seq": 0} for u in users])
-                 .on_conflict_do_nothing(index_elements=["user_id"]))
-    # Locked in one order (by user id), so two transactions never wait on each other in a ring.
-    last = dict(conn.execute(select(FeedCursor.user_id, FeedCursor.last_seq)
-                             .where(FeedCursor.user_id.in_(users))
-                             .order_by(FeedCursor.user_id).with_for_update()).all())
+    upsert = make_insert(FeedCursor)
+    upsert = upsert.on_conflict_do_update(
+        index_elements=[FeedCursor.user_id],
+        set_={"last_seq": FeedCursor.last_seq + upsert.excluded.last_seq},
+    ).returning(FeedCursor.user_id, FeedCursor.last_seq)
+    last = dict(conn.execute(upsert, [{"user_id": u, "last_seq": len(by_user[u])} for u in users])
+                .all())
     sess.flush()  # the counters must see this transaction's own changes
     badges = {name: count(users) for name, count in _counters.items()}
-    rows, cursors = [], []
+    rows = []
     for uid in users:
-        seq = last[uid]
+        events = by_user[uid]
+        seq = last[uid] - len(events)
         counts = {name: found.get(uid, 0) for name, found in badges.items()}
-        for kind, payload in by_user[uid]:
+        for kind, payload in events:
             seq += 1
             rows.append({"user_id": uid, "seq": seq, "kind": kind,
                          "payload": {**payload, "counts": counts} if counts else payload})
-        cursors.append({"uid": uid, "seq": seq})
-    conn.execute(update(FeedCursor).where(FeedCursor.user_id == bindparam("uid"))
-                 .values(last_seq=bindparam("seq")), cursors)
     conn.execute(insert(FeedEvent), rows)
     on_commit(lambda: _emit(rows))
 
 
 def _emit(rows: list[dict]) -> None:
-    for row in rows:
-        socketio.emit("feed", _wire(row), to=user_room(row["user_id"]))
+    """Every event of the transaction at once: one message on the queue between processes."""
+    emit_batch((user_room(row["user_id"]), "feed", _wire(row)) for row in rows)
 
 
 def _wire(row) -> dict:
