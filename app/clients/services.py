@@ -480,6 +480,37 @@ def duplicates(email: str = "", phone: str = "", tax_number: str = "") -> list[C
                                    .order_by(Company.id).limit(10)))
 
 
+def search_contacts(actor: User, q: str, limit: int = 500):
+    """A select() of the contacts the actor may see by name, phone or e-mail (partial input;
+    typos too on PostgreSQL)."""
+    q = " ".join((q or "").lower().split())[:200]
+    stmt = select(Contact).where(contact_clause(actor), Contact.archived_at.is_(None))
+    if not q:
+        return stmt.order_by(Contact.name, Contact.id)
+    needle = digits(q) if re.fullmatch(r"[\d\s()+\-]{5,}", q) else q
+    like = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    if db.session.get_bind().dialect.name == "postgresql":
+        similar = Contact.search_text.op("%>")(needle)
+        return (stmt.where(or_(Contact.search_text.like(like, escape="\\"), similar))
+                .order_by(func.word_similarity(needle, Contact.search_text).desc(), Contact.name)
+                .limit(limit))
+    return stmt.where(Contact.search_text.like(like, escape="\\")).order_by(Contact.name).limit(limit)
+
+
+def contact_duplicates(actor: User, email: str = "", phone: str = "") -> list[Contact]:
+    """Contacts the actor may see with this e-mail or phone (a lead's person, known already)."""
+    conds = []
+    if email.strip():
+        conds.append(Contact.search_text.like(f"%{email.strip().lower()}%"))
+    if len(digits(phone)) >= 6:
+        conds.append(Contact.search_text.like(f"%{digits(phone)}%"))
+    if not conds:
+        return []
+    return list(db.session.scalars(select(Contact).where(or_(*conds), contact_clause(actor),
+                                                         Contact.archived_at.is_(None))
+                                   .order_by(Contact.id).limit(10)))
+
+
 # --- contacts -----------------------------------------------------------------------------
 
 def _apply_contact(actor: User, contact: Contact, values: Mapping) -> None:
