@@ -141,11 +141,17 @@ class MoveIn(_In):
     note = fields.String(load_default="", validate=validate.Length(max=TEXT_MAX))
 
 
+def _blank_or_email(value: str) -> None:
+    """A form's e-mail field left empty is no e-mail; anything else must be one."""
+    if value:
+        validate.Email()(value)
+
+
 class LeadIn(_In):
     source = fields.String(load_default="form", validate=validate.OneOf(LEAD_SOURCES))
     name = fields.String(load_default="", validate=validate.Length(max=200))
     company_name = fields.String(load_default="", validate=validate.Length(max=300))
-    email = fields.Email(load_default="", validate=validate.Length(max=254))
+    email = fields.String(load_default="", validate=[validate.Length(max=254), _blank_or_email])
     phone = fields.String(load_default="", validate=validate.Regexp(r"^[0-9+()\- .]{0,40}$"))
     tax_number = fields.String(load_default="", validate=validate.Regexp(r"^[0-9A-Za-z-]{0,32}$"))
     message = fields.String(load_default="", validate=validate.Length(max=5000))

@@ -254,7 +254,8 @@ def _check_parent(company: Company | None, parent_id: int | None, actor: User) -
     """A holding is a tree: a company is never its own parent or ancestor."""
     if parent_id is None:
         return
-    parent = db.session.get(Company, parent_id)
+    parent = db.session.scalar(select(Company).where(Company.id == parent_id,
+                                                     company_clause(actor)))
     if parent is None or parent.archived_at is not None:
         raise _fail("parent_id", _("No such parent company."))
     if company is None:
@@ -465,6 +466,39 @@ def search_companies(actor: User, q: str, limit: int = 50):
         Company.legal_name).limit(limit)
 
 
+def _like(text_: str) -> str:
+    return "%" + text_.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def find_companies(actor: User, q: str = "", *, status: str | None = None,
+                   responsible_id: int | None = None, kind: str | None = None,
+                   tag: str | None = None, category: str | None = None,
+                   parent_id: int | None = None, next_step: str | None = None,
+                   now: datetime | None = None):
+    """A select() of the companies one may see, searched as search_companies does and
+    filtered: status, responsible, kind (client, supplier, partner), a tag, a category name,
+    a parent (its direct subsidiaries), next step "none" or "overdue" (not former ones)."""
+    stmt = search_companies(actor, q, limit=None).options(joinedload(Company.responsible))
+    if status:
+        stmt = stmt.where(Company.status == status)
+    if responsible_id:
+        stmt = stmt.where(Company.responsible_id == responsible_id)
+    if kind in ("client", "supplier", "partner"):
+        stmt = stmt.where(getattr(Company, f"is_{kind}").is_(True))
+    if tag and tag.strip():
+        stmt = stmt.where(Company.tags.like(_like(f",{tag.strip().lower()},"), escape="\\"))
+    if category and category.strip():
+        stmt = stmt.where(Company.categories.any(func.lower(Category.name)
+                                                 == category.strip().lower()))
+    if parent_id:
+        stmt = stmt.where(Company.parent_id == parent_id)
+    if next_step in ("none", "overdue"):
+        cond = Company.next_step_at.is_(None) if next_step == "none" \
+            else Company.next_step_at < (now or utcnow())
+        stmt = stmt.where(Company.status != "former", cond)
+    return stmt.order_by(Company.id)
+
+
 def duplicates(email: str = "", phone: str = "", tax_number: str = "") -> list[Company]:
     """Companies that look like the same one: by tax number, an e-mail or a phone."""
     conds = []
@@ -554,6 +588,22 @@ def update_contact(actor: User, contact_id: int, data: Mapping) -> Contact:
     audit.record(actor, "contact.update", "contact", contact.id, before=before,
                  after={"name": contact.name, "companies": [lk.company_id for lk in contact.links]})
     return contact
+
+
+def find_contacts(actor: User, q: str = "", company_id: int | None = None):
+    """A select() of the contacts one may see, by name, phone or e-mail, or at one company
+    (404 for a company one may not see)."""
+    stmt = (select(Contact).options(selectinload(Contact.links).joinedload(ContactLink.company))
+            .where(contact_clause(actor), Contact.archived_at.is_(None)))
+    if company_id is not None:
+        get_company(actor, company_id)
+        stmt = stmt.where(Contact.id.in_(select(ContactLink.contact_id)
+                                         .where(ContactLink.company_id == company_id)))
+    q = " ".join((q or "").lower().split())[:200]
+    if q:
+        needle = digits(q) if re.fullmatch(r"[\d\s()+\-]{5,}", q) else q
+        stmt = stmt.where(Contact.search_text.like(_like(needle), escape="\\"))
+    return stmt.order_by(Contact.name, Contact.id)
 
 
 def contacts_of(actor: User, company_id: int) -> list[ContactLink]:
@@ -658,6 +708,24 @@ def history(actor: User, company_id: int, limit: int = 200) -> list[dict]:
     for fn in _history_sources.values():
         items += fn(actor, "company", company.id)
     return sorted(items, key=lambda i: i["at"], reverse=True)[:limit]
+
+
+def find_interactions(actor: User, company_id: int | None = None, deal_id: int | None = None,
+                      kind: str | None = None):
+    """A select() of contacts with clients, newest first: of one company or deal (404 when
+    one may not see it), or of every company one sees."""
+    stmt = select(Interaction).options(joinedload(Interaction.author),
+                                       joinedload(Interaction.contact),
+                                       joinedload(Interaction.reason))
+    if company_id is not None:
+        stmt = stmt.where(Interaction.company_id == get_company(actor, company_id).id)
+    else:
+        stmt = stmt.where(Interaction.company_id.in_(visible_companies(actor)))
+    if deal_id is not None:
+        stmt = stmt.where(Interaction.deal_id == get_deal(actor, deal_id).id)
+    if kind:
+        stmt = stmt.where(Interaction.kind == kind)
+    return stmt.order_by(Interaction.occurred_at.desc(), Interaction.id.desc())
 
 
 # name -> fn(actor, "company" | "deal", id) -> [{"at", "kind", "title", "url"}]
@@ -793,6 +861,36 @@ def update_deal(actor: User, deal_id: int, data: Mapping) -> Deal:
     db.session.flush()
     audit.record(actor, "deal.update", "deal", deal.id, after={"title": deal.title})
     return deal
+
+
+def find_deals(actor: User, *, q: str = "", pipeline_id: int | None = None,
+               stage_id: int | None = None, status: str | None = None,
+               company_id: int | None = None, responsible_id: int | None = None,
+               next_step: str | None = None, now: datetime | None = None):
+    """A select() of the deals one may see, latest changed first, filtered: title, pipeline,
+    stage, status, company (with its holding's companies), responsible, next step "none" or
+    "overdue" (open deals only)."""
+    stmt = (select(Deal).options(joinedload(Deal.company), joinedload(Deal.stage),
+                                 joinedload(Deal.responsible))
+            .where(deal_clause(actor)))
+    q = " ".join((q or "").split())[:200]
+    if q:
+        stmt = stmt.where(func.lower(Deal.title).like(_like(q.lower()), escape="\\"))
+    if pipeline_id:
+        stmt = stmt.where(Deal.pipeline_id == pipeline_id)
+    if stage_id:
+        stmt = stmt.where(Deal.stage_id == stage_id)
+    if status:
+        stmt = stmt.where(Deal.status == status)
+    if company_id:
+        stmt = stmt.where(Deal.company_id.in_(holding_ids(get_company(actor, company_id).id)))
+    if responsible_id:
+        stmt = stmt.where(Deal.responsible_id == responsible_id)
+    if next_step in ("none", "overdue"):
+        cond = Deal.next_step_at.is_(None) if next_step == "none" \
+            else Deal.next_step_at < (now or utcnow())
+        stmt = stmt.where(Deal.status == "open", cond)
+    return stmt.order_by(Deal.updated_at.desc(), Deal.id.desc())
 
 
 def _enter_stage(actor: User, deal: Deal, stage: Stage, now: datetime) -> None:
@@ -949,7 +1047,7 @@ def convert_lead(actor: User, lead_id: int, data: Mapping) -> Lead:
         company = get_company(actor, values["company_id"])
     else:
         company = create_company(actor, {
-            "legal_name": lead.company_name or lead.name or lead.email,
+            "legal_name": lead.company_name or lead.name or lead.email or lead.phone,
             "tax_number": lead.tax_number or None, "status": "prospect",
             "emails": [lead.email] if lead.email and not lead.company_name else [],
             "phones": [lead.phone] if lead.phone and not lead.company_name else []})
@@ -959,7 +1057,7 @@ def convert_lead(actor: User, lead_id: int, data: Mapping) -> Lead:
             contact.links.append(ContactLink(company_id=company.id))
     else:
         contact = create_contact(actor, {
-            "name": lead.name or lead.email or lead.company_name,
+            "name": lead.name or lead.email or lead.company_name or lead.phone,
             "emails": [lead.email] if lead.email else [],
             "phones": [lead.phone] if lead.phone else [],
             "companies": [{"company_id": company.id}]})
@@ -995,6 +1093,18 @@ def escalate_lead(lead: Lead, now: datetime) -> list[int]:
                              lead.name or lead.company_name or lead.email, lead_path(lead.id))
     audit.record(None, "lead.escalate", "lead", lead.id, after={"told": told})
     return told
+
+
+def find_leads(actor: User, status: str | None = None, overdue: bool = False,
+               now: datetime | None = None):
+    """A select() of the leads one may see, newest first; overdue: new ones past their
+    contact deadline."""
+    stmt = select(Lead).options(joinedload(Lead.responsible)).where(lead_clause(actor))
+    if status:
+        stmt = stmt.where(Lead.status == status)
+    if overdue:
+        stmt = stmt.where(Lead.status == "new", Lead.contact_due_at < (now or utcnow()))
+    return stmt.order_by(Lead.created_at.desc(), Lead.id.desc())
 
 
 def overdue_leads(actor: User, now: datetime | None = None):
