@@ -509,6 +509,8 @@ def update_step(actor: User, task_id: int, step_id: int, data: Mapping) -> Step:
         step.done_at, step.done_by_id = (utcnow(), actor.id) if values["done"] else (None, None)
         if values["done"] and task.status == "open":
             task.status = "in_progress"  # the first step checked starts the work
+    if not (db.session.is_modified(step) or db.session.is_modified(task)):
+        return step  # the same values again (a repeated check): nothing recorded, nobody told
     db.session.flush()
     _audit(actor, "task.step", task, after={"step": step.title, **{
         k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in values.items()}})
@@ -851,7 +853,9 @@ def update_programme(actor: User, programme_id: int, data: Mapping) -> Programme
 def archive_programme(actor: User, programme_id: int) -> Programme:
     _require_designer(actor)
     programme = get_programme(programme_id)
-    programme.archived_at = programme.archived_at or utcnow()
+    if programme.archived_at is not None:
+        return programme  # archived already: nothing more to record
+    programme.archived_at = utcnow()
     audit.record(actor, "programme.archive", "programme", programme.id)
     return programme
 
