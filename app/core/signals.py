@@ -10,6 +10,9 @@ user_deactivated = _signals.signal("user-deactivated")
 # sent with the new Assignment when a person starts holding a post
 post_holder_added = _signals.signal("post-holder-added")
 
+# sent with the ended Assignment when a person stops holding a post
+post_holder_removed = _signals.signal("post-holder-removed")
+
 # sent with a mail Message copied to an external address; address=the e-mail address
 message_sent_external = _signals.signal("message-sent-external")
 

@@ -358,20 +358,23 @@ def end_assignment(actor: User, assignment_id: int) -> Assignment:
         audit.record(actor, "org.unassign", "org_post", a.post_id,
                      before={"user_id": a.user_id, "assignment_id": a.id})
         _changed()
+        signals.post_holder_removed.send(a, actor=actor)
     return a
 
 
 def leave_all_posts(user: User, actor: User | None) -> int:
     """A person who leaves gives up their posts; the posts are then held from above."""
-    now, ended = utcnow(), 0
+    now, ended = utcnow(), []
     for a in db.session.scalars(select(Assignment).where(Assignment.user_id == user.id,
                                                          Assignment.ended_at.is_(None))):
         a.ended_at = now
-        ended += 1
+        ended.append(a)
         audit.record(actor, "org.unassign", "org_post", a.post_id,
                      before={"user_id": user.id, "assignment_id": a.id, "reason": "deactivated"})
     _changed()
-    return ended
+    for a in ended:
+        signals.post_holder_removed.send(a, actor=actor)
+    return len(ended)
 
 
 def on_user_deactivated(user: User, actor: User | None = None, **kwargs) -> None:

@@ -214,8 +214,9 @@ def place(actor: User, token: str | None) -> Placement:
     post = chart.posts.get(int(raw))
     if post is None:
         raise _fail("assignee", _("Unknown assignee: %(token)s.", token=token[:40]))
-    holders = chart.holding(post).users
-    holder = holders[0].id if holders else None
+    holders = [u.id for u in chart.holding(post).users]
+    # One's own post (shared with peers) means oneself, never a peer outside one's scope.
+    holder = actor.id if actor.id in holders else (holders[0] if holders else None)
     if _in_scope(actor, post):
         if holder is None:
             raise _fail("assignee", _("The post %(post)s has no holder and nobody holds it "
@@ -368,6 +369,8 @@ def update_task(actor: User, task_id: int, data: Mapping) -> Task:
                 tell(spot.requested_of_id, actor,
                       _l("%(name)s asks your unit to take on a task", name=actor.name), task)
             else:
+                if task.status == "requested":  # taken back within one's scope: no head asked
+                    task.status, task.opened_at = "open", utcnow()
                 tell(task.assignee_id, actor, _l("New task from %(name)s", name=actor.name), task)
     db.session.flush()
     after = _snapshot(task)
@@ -397,6 +400,8 @@ def set_status(actor: User, task_id: int, data: Mapping) -> Task:
         if task.is_stage and any(s.status != "waiting" for s in _followers(task)):
             raise Conflict(_("The stages after this one have begun; it cannot be reopened."))
         task.status, task.done_at, task.done_by_id = "open", None, None
+        if task.is_stage and task.run.status == "done":
+            task.run.status, task.run.done_at = "running", None
     else:  # cancel
         if task.is_stage:
             raise Conflict(_("A stage ends with its programme run; cancel the run instead."))
@@ -500,6 +505,8 @@ def update_step(actor: User, task_id: int, step_id: int, data: Mapping) -> Step:
     if editing:
         if task.status in CLOSED:
             raise Conflict(_("This task is closed; reopen it to change it."))
+        if "title" in values and not values["title"].strip():
+            raise _fail("title", _("A title is required."))
         if values.get("assignee_id"):
             _users([values["assignee_id"]], "assignee_id")
         for name in editing:
@@ -522,11 +529,14 @@ def _check_step(task: Task, step: Step, done: bool) -> None:
     if task.status not in ACTIVE:
         raise Conflict(_("Steps are checked while the work is open."))
     index = task.steps.index(step)
-    if done and not step.parallel and index > 0 and task.steps[index - 1].done_at is None:
-        raise Conflict(_("Step %(n)s comes first: “%(title)s”.", n=index,
-                         title=task.steps[index - 1].title))
-    following = task.steps[index + 1] if index + 1 < len(task.steps) else None
-    if not done and following and not following.parallel and following.done_at is not None:
+    # A sequential step follows every step before it: a parallel one goes alongside the step
+    # before it, not instead of it.
+    earlier = [n for n, s in enumerate(task.steps[:index], start=1) if s.done_at is None]
+    if done and not step.parallel and earlier:
+        raise Conflict(_("Step %(n)s comes first: “%(title)s”.", n=earlier[-1],
+                         title=task.steps[earlier[-1] - 1].title))
+    if not done and any(not s.parallel and s.done_at is not None
+                        for s in task.steps[index + 1:]):
         raise Conflict(_("The step after this one is done; uncheck it first."))
 
 
@@ -1049,6 +1059,24 @@ def on_post_holder_added(assignment, actor=None, **_kw) -> None:
         _audit(actor, "task.follow_post", task, before={"assignee_id": before},
                after={"assignee_id": task.assignee_id})
         _changed(task, [before] if before else [])
+
+
+def on_post_holder_removed(assignment, actor=None, **_kw) -> None:
+    """Open work the leaver did for a post (their own, or one they held from above through it)
+    goes to whoever does the post now; work given to them by name stays theirs."""
+    chart = charts.load()
+    for task in db.session.scalars(select(Task).options(
+            selectinload(Task.watchers), selectinload(Task.steps)).where(
+            Task.assignee_id == assignment.user_id, Task.post_id.is_not(None),
+            Task.status.in_(ACTIVE))).all():
+        post = chart.posts.get(task.post_id)
+        holders = [u.id for u in chart.holding(post).users] if post else []
+        if not holders or assignment.user_id in holders:
+            continue
+        task.assignee_id = holders[0]
+        _audit(actor, "task.follow_post", task, before={"assignee_id": assignment.user_id},
+               after={"assignee_id": task.assignee_id})
+        _changed(task, [assignment.user_id])
 
 
 def _count(by, where, ids: list[int]) -> dict[int, int]:
