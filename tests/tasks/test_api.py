@@ -160,7 +160,8 @@ def test_list_filters_and_pages(client, office, tok):
                      due_at=later(hours=-2))
     second = new_task(client, h, title="Visit Globex", assignee=f"user:{o.Sara.id}",
                       priority="urgent", due_at=later(days=3))
-    third = new_task(client, h, title="Plan the week")
+    project = ok(client.post(f"{API}/projects", headers=h, json={"name": "Week"}), 201)
+    third = new_task(client, h, title="Plan the week", link=f"project:{project['id']}")
     ok(client.post(f"{API}/tasks/{third['id']}/status", headers=h, json={"action": "start"}))
 
     def ids(query: str) -> list[int]:
@@ -173,6 +174,8 @@ def test_list_filters_and_pages(client, office, tok):
     assert ids("?status=open,in_progress") == [third["id"], second["id"], first["id"]]
     assert ids(f"?assignee_id={o.Sara.id}") == [second["id"]]
     assert ids("?priority=urgent") == [second["id"]]
+    assert ids(f"?link=project:{project['id']}") == [third["id"]]
+    assert ids("?link=project:x") == []
     assert ids("?overdue=true") == [first["id"]]
     assert ids(f"?due_to={in_query(days=1)}") == [first["id"]]
     assert ids(f"?due_from={in_query(days=1)}&due_to={in_query(days=4)}") == [second["id"]]
@@ -187,7 +190,8 @@ def test_list_filters_and_pages(client, office, tok):
     for query, field in (("?status=finished", "status"), ("?priority=huge", "priority"),
                          (f"?assignee_id={BIG}", "assignee_id"), ("?assignee_id=x", "assignee_id"),
                          ("?page=0", "page"), ("?per_page=500", "per_page"),
-                         ("?due_from=soon", "due_from"), ("?q=" + "x" * 201, "q")):
+                         ("?due_from=soon", "due_from"), ("?q=" + "x" * 201, "q"),
+                         ("?overdue=maybe", "overdue"), ("?link=" + "x" * 41, "link")):
         err = error_of(client.get(f"{API}/tasks{query}", headers=h), 422, "validation_error")
         assert field in err["fields"], (query, err)
 
