@@ -1077,6 +1077,7 @@ def on_post_holder_removed(assignment, actor=None, **_kw) -> None:
         _audit(actor, "task.follow_post", task, before={"assignee_id": assignment.user_id},
                after={"assignee_id": task.assignee_id})
         _changed(task, [assignment.user_id])
+    db.session.flush()
 
 
 def _count(by, where, ids: list[int]) -> dict[int, int]:
