@@ -1063,20 +1063,34 @@ def on_post_holder_added(assignment, actor=None, **_kw) -> None:
 
 def on_post_holder_removed(assignment, actor=None, **_kw) -> None:
     """Open work the leaver did for a post (their own, or one they held from above through it)
-    goes to whoever does the post now; work given to them by name stays theirs."""
+    goes to whoever does the post now; work given to them by name stays theirs. Requests
+    waiting for the leaver's decision go to whoever now decides for the work's unit."""
     chart = charts.load()
+    leaver = assignment.user_id
     for task in db.session.scalars(select(Task).options(
-            selectinload(Task.watchers), selectinload(Task.steps)).where(
-            Task.assignee_id == assignment.user_id, Task.post_id.is_not(None),
-            Task.status.in_(ACTIVE))).all():
-        post = chart.posts.get(task.post_id)
+            selectinload(Task.watchers), selectinload(Task.steps), joinedload(Task.creator))
+            .where(or_(and_(Task.assignee_id == leaver, Task.post_id.is_not(None),
+                            Task.status.in_((*ACTIVE, "requested"))),
+                       and_(Task.requested_of_id == leaver, Task.status == "requested")))).all():
+        post = chart.posts.get(task.post_id) if task.post_id else None
         holders = [u.id for u in chart.holding(post).users] if post else []
-        if not holders or assignment.user_id in holders:
+        before = (task.assignee_id, task.requested_of_id)
+        if task.assignee_id == leaver and holders and leaver not in holders:
+            task.assignee_id = holders[0]
+        if task.requested_of_id == leaver:
+            posts = [post] if post else (chart.own_posts(task.assignee_id)
+                                         or chart.effective_posts(task.assignee_id))
+            head = _head_for(posts[0]) if posts else None
+            if head is not None and head.id != leaver:
+                task.requested_of_id = head.id
+                tell(head.id, actor, _l("%(name)s asks your unit to take on a task",
+                                        name=task.creator.name), task)
+        if (task.assignee_id, task.requested_of_id) == before:
             continue
-        task.assignee_id = holders[0]
-        _audit(actor, "task.follow_post", task, before={"assignee_id": assignment.user_id},
-               after={"assignee_id": task.assignee_id})
-        _changed(task, [assignment.user_id])
+        _audit(actor, "task.follow_post", task,
+               before={"assignee_id": before[0], "requested_of_id": before[1]},
+               after={"assignee_id": task.assignee_id, "requested_of_id": task.requested_of_id})
+        _changed(task, [leaver])
     db.session.flush()
 
 

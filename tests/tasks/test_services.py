@@ -841,6 +841,30 @@ def test_open_work_follows_a_post_to_its_new_holder(office, admin, make_user):
     assert head_work.id in {e["id"] for e in events(o.Fred)}  # he sees it leave
 
 
+def test_a_request_waiting_for_a_head_who_leaves_goes_to_the_new_head(office, admin, make_user):
+    o = office
+    gina = make_user("Gina")
+    pay = new_task(o.Sam, "Pay the bill", assignee=f"post:{o.cashier.id}")
+    cover = new_task(o.Sam, "Cover my calls", assignee=f"user:{o.Sara.id}")  # Helen decides
+    assert (pay.requested_of_id, pay.assignee_id) == (o.Fred.id, o.Fred.id)
+    db.session.commit()
+    hand_over(admin, o.fhead, o.Fred, gina)
+    assert (pay.status, pay.requested_of_id, pay.assignee_id) == ("requested", gina.id, gina.id)
+    assert cover.requested_of_id == o.Helen.id
+    assert [n.url for n in notes(gina)] == [f"/tasks/{pay.id}"] and "Sam" in notes(gina)[0].title
+    assert ids(tasks.my_day(gina).requests) == {pay.id}
+    assert tasks.my_day(o.Fred).requests == []
+    refused(NotFound, tasks.decide, o.Fred, pay.id, {"accept": True})
+    tasks.decide(gina, pay.id, {"accept": True})
+    assert (pay.status, pay.assignee_id) == ("open", gina.id)
+    # a head leaving with nobody after them: the head above decides, from above
+    helens = db.session.scalar(select(Assignment).where(Assignment.user_id == o.Helen.id))
+    org.end_assignment(admin, helens.id)
+    assert cover.requested_of_id == o.Dora.id
+    tasks.decide(o.Dora, cover.id, {"accept": True})
+    assert (cover.status, cover.assignee_id) == ("open", o.Sara.id)
+
+
 def test_open_work_of_someone_who_leaves_all_posts_goes_to_the_posts_other_holder(office, admin):
     o = office
     post_work = new_task(o.Helen, "Call Acme", assignee=f"post:{o.seller.id}")
