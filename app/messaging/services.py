@@ -13,8 +13,10 @@ from datetime import datetime
 
 from flask_babel import gettext as _
 from sqlalchemy import and_, delete, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.core import attachments, audit, feed, markup, signals
 from app.core.clock import utcnow
@@ -95,22 +97,32 @@ def _bad_address(token: str) -> ValidationError:
                            {"to": [_("Unknown recipient: %(token)s.", token=token)]})
 
 
-def _visible_list(actor: User, list_id: int) -> MailingList | None:
-    ml = db.session.get(MailingList, list_id)
+def _visible_list(actor: User, list_id: int, ml: MailingList | None = None) -> MailingList | None:
+    ml = ml or db.session.get(MailingList, list_id)
     if ml is None or ml.archived_at is not None or not (ml.shared or ml.owner_id == actor.id):
         return None
     return ml
 
 
+def _ids(tokens: list[str], kind: str) -> list[int]:
+    prefix = f"{kind}:"
+    return [int(t[len(prefix):]) for t in tokens if t.startswith(prefix) and t[len(prefix):].isdigit()]
+
+
 def parse_addresses(actor: User, tokens: Iterable[str], *, allow_lists: bool = True,
                     allow_all: bool = False) -> list[Address]:
     """"user:5", "post:7", "unit:3", "list:2", "all" checked against live rows."""
-    chart = charts.load()
     out: list[Address] = []
     seen: set[tuple[str, int | None]] = set()
     tokens = list(dict.fromkeys(t.strip() for t in tokens if t and t.strip()))
-    user_ids = [int(t[5:]) for t in tokens if t.startswith("user:") and t[5:].isdigit()]
-    users = {u.id: u for u in db.session.scalars(select(User).where(User.id.in_(user_ids)))}
+    # Each kind of row is read once, and only when an address needs it.
+    chart = charts.load() if _ids(tokens, "post") or _ids(tokens, "unit") else None
+    user_ids = _ids(tokens, "user")
+    users = ({u.id: u for u in db.session.scalars(select(User).where(User.id.in_(user_ids)))}
+             if user_ids else {})
+    list_ids = _ids(tokens, "list") if allow_lists else []
+    lists = ({ml.id: ml for ml in db.session.scalars(select(MailingList).where(MailingList.id.in_(list_ids)))}
+             if list_ids else {})
     for token in tokens:
         kind, _sep, raw = token.partition(":")
         if kind == "all" and not raw and allow_all:
@@ -121,8 +133,9 @@ def parse_addresses(actor: User, tokens: Iterable[str], *, allow_lists: bool = T
             key, label = ("post", int(raw)), chart.posts[int(raw)].title
         elif raw.isdigit() and kind == "unit" and int(raw) in chart.units:
             key, label = ("unit", int(raw)), chart.units[int(raw)].name
-        elif raw.isdigit() and kind == "list" and allow_lists and _visible_list(actor, int(raw)):
-            key, label = ("list", int(raw)), _visible_list(actor, int(raw)).name
+        elif (raw.isdigit() and kind == "list" and allow_lists
+              and (ml := _visible_list(actor, int(raw), lists.get(int(raw)))) is not None):
+            key, label = ("list", int(raw)), ml.name
         else:
             raise _bad_address(token)
         if key not in seen:
@@ -131,9 +144,15 @@ def parse_addresses(actor: User, tokens: Iterable[str], *, allow_lists: bool = T
     return out
 
 
-def _resolve(actor: User, addresses: Iterable[Address]) -> dict[int, int | None]:
-    """People the addresses reach now: {user id: the post they were reached through}."""
-    chart = charts.load()
+def _resolve(actor: User, addresses: Iterable[Address]) -> tuple[dict[int, int | None], dict[int, str]]:
+    """People the addresses reach now: {user id: the post they were reached through}, and
+    their names."""
+    pending = [(a.kind, a.target_id) for a in addresses]
+    lists = [target for kind, target in pending if kind == "list"]
+    if lists:
+        pending += db.session.execute(select(ListMember.kind, ListMember.target_id)
+                                      .where(ListMember.list_id.in_(lists))).all()
+    chart = charts.load() if any(kind in ("post", "unit") for kind, _t in pending) else None
     out: dict[int, int | None] = {}
 
     def add_post(post_id: int) -> None:
@@ -146,26 +165,23 @@ def _resolve(actor: User, addresses: Iterable[Address]) -> dict[int, int | None]
                 for a in chart.own[post.id]:
                     out.setdefault(a.user_id, None)
 
-    pending = list(addresses)
-    lists = [a.target_id for a in pending if a.kind == "list"]
-    for member in db.session.scalars(select(ListMember).where(ListMember.list_id.in_(lists))):
-        pending.append(Address(kind=member.kind, target_id=member.target_id, label=member.label))
-    for a in pending:
-        if a.kind == "user":
-            out[a.target_id] = None
-        elif a.kind == "post" and a.target_id in chart.posts:
-            add_post(a.target_id)
-        elif a.kind == "unit" and a.target_id in chart.units:
-            add_unit(a.target_id)
-        elif a.kind == "all":
+    for kind, target in pending:
+        if kind == "user":
+            out[target] = None
+        elif kind == "post" and target in chart.posts:
+            add_post(target)
+        elif kind == "unit" and target in chart.units:
+            add_unit(target)
+        elif kind == "all":
             out.update({uid: None for uid in db.session.scalars(
                 select(User.id).where(User.active.is_(True)))})
-    if out:  # people deactivated since a list was saved receive nothing
-        live = set(db.session.scalars(select(User.id).where(User.id.in_(list(out)),
-                                                             User.active.is_(True))))
-        out = {uid: via for uid, via in out.items() if uid in live}
     out.pop(actor.id, None)
-    return out
+    if not out:
+        return {}, {}
+    # People deactivated since a list was saved receive nothing.
+    names = dict(db.session.execute(select(User.id, User.name).where(
+        User.id.in_(list(out)), User.active.is_(True))).all())
+    return {uid: via for uid, via in out.items() if uid in names}, names
 
 
 # --- composing and sending ---------------------------------------------------------------
@@ -220,20 +236,23 @@ def _draft(actor: User, draft_id: int) -> Message:
     return msg
 
 
-def _new(actor: User, local_id: str | None) -> Message:
-    """A new row; a concurrent insert of the same local id wins and this one is dropped."""
-    msg = Message(sender_id=actor.id, local_id=local_id, state="draft")
-    try:
-        with db.session.begin_nested():
-            db.session.add(msg)
-            db.session.flush()
-    except IntegrityError:
-        existing = _by_local_id(actor, local_id)
-        if existing is None:
-            raise
-        return existing
-    db.session.add(Mailbox(message_id=msg.id, user_id=actor.id, role="sender", folder="drafts",
-                           read_at=utcnow()))
+def _new(actor: User, local_id: str | None, folder: str = "drafts") -> Message:
+    """A new draft with the sender's row in `folder` (where it goes when this transaction
+    commits), or the actor's message with this local id when there is one already (sent
+    before, or inserted by a concurrent send of the same local id, which then wins)."""
+    dialect = db.session.get_bind().dialect.name
+    make_insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    msg = db.session.scalars(
+        make_insert(Message).values(sender_id=actor.id, local_id=local_id, state="draft")
+        .on_conflict_do_nothing(index_elements=[Message.sender_id, Message.local_id])
+        .returning(Message)).one_or_none()
+    if msg is None:
+        return _by_local_id(actor, local_id)
+    set_committed_value(msg, "addresses", [])  # a new row has none: no query for them
+    box = Mailbox(message_id=msg.id, user_id=actor.id, role="sender", folder=folder,
+                  read_at=utcnow())
+    db.session.add(box)
+    msg._new_sender_box = box  # not a column: found again without a query (_sender_box)
     return msg
 
 
@@ -243,7 +262,7 @@ def save_draft(actor: User, data: Mapping) -> Message:
     if values["draft_id"] is not None:
         msg = _draft(actor, values["draft_id"])
     else:
-        msg = _by_local_id(actor, values["local_id"]) or _new(actor, values["local_id"])
+        msg = _new(actor, values["local_id"])
         if msg.state != "draft":
             raise Conflict(_("This message has already been sent."))
     _fill(actor, msg, values)
@@ -254,14 +273,15 @@ def save_draft(actor: User, data: Mapping) -> Message:
 def send(actor: User, data: Mapping) -> Message:
     """Send now, or at `send_at`. Sending the same local id again returns the first message."""
     values = load(ComposeIn(), data)
-    earlier = _by_local_id(actor, values["local_id"])
-    if earlier is not None and earlier.state != "draft":
-        return earlier
     if values["draft_id"] is not None:
+        earlier = _by_local_id(actor, values["local_id"])
+        if earlier is not None and earlier.state != "draft":
+            return earlier
         msg = _draft(actor, values["draft_id"])
     else:
-        msg = earlier or _new(actor, values["local_id"])
-        if msg.state != "draft":  # lost the race to a concurrent send of the same local id
+        # Or the message sent before with this local id: a resend delivers nothing new.
+        msg = _new(actor, values["local_id"], "sent" if values["send_at"] is None else "scheduled")
+        if msg.state != "draft":
             return msg
     _fill(actor, msg, values)
     now = utcnow()
@@ -277,6 +297,9 @@ def send(actor: User, data: Mapping) -> Message:
 
 
 def _sender_box(msg: Message) -> Mailbox:
+    box = getattr(msg, "_new_sender_box", None)  # created with the message, in this session
+    if box is not None and box in db.session:
+        return box
     return db.session.scalar(select(Mailbox).where(Mailbox.message_id == msg.id,
                                                    Mailbox.user_id == msg.sender_id))
 
@@ -284,22 +307,21 @@ def _sender_box(msg: Message) -> Mailbox:
 def dispatch(msg: Message, now: datetime) -> int:
     """Deliver a draft or a due scheduled message: a mailbox row for every person reached."""
     sender = msg.sender or db.session.get(User, msg.sender_id)
-    recipients = _resolve(sender, msg.addresses)
+    recipients, names = _resolve(sender, msg.addresses)
     if not recipients:
         raise ValidationError(_("Nobody holds these posts or belongs to these units now."),
                               {"to": [_("Nobody would receive this message.")]})
+    if msg.id is None:
+        db.session.flush()
     msg.state, msg.sent_at = "sent", now
-    db.session.flush()
     msg.thread_id = msg.thread_id or msg.id
     if msg.forwarded_id is not None:
         _copy_attachments(sender, msg.forwarded_id, msg.id)
-    names = dict(db.session.execute(select(User.id, User.name)
-                                    .where(User.id.in_(list(recipients)))).all())
     msg.search_text = _search_text(msg, sender.name, names.values())
     box = _sender_box(msg)
     box.folder = "sent"
     due = msg.reply_due_at if msg.kind == "request" else None
-    db.session.execute(insert(Mailbox), [
+    db.session.execute(insert(Mailbox.__table__), [
         {"message_id": msg.id, "user_id": uid, "role": "recipient", "via_post_id": via,
          "folder": "inbox", "starred": False, "created_at": now, "reply_due_at": due}
         for uid, via in recipients.items()])
@@ -316,8 +338,9 @@ def dispatch(msg: Message, now: datetime) -> int:
 
 
 def _search_text(msg: Message, sender_name: str, recipient_names: Iterable[str]) -> str:
-    files = db.session.scalars(select(Attachment.filename).where(
-        Attachment.owner_type == OWNER, Attachment.owner_id == msg.id))
+    with db.session.no_autoflush:  # copied attachments are flushed; the message changes wait
+        files = db.session.scalars(select(Attachment.filename).where(
+            Attachment.owner_type == OWNER, Attachment.owner_id == msg.id)).all()
     parts = [sender_name, *recipient_names, *(a.label for a in msg.addresses), msg.subject,
              markup.plain(msg.body_html), *files]
     return "\n".join(p for p in parts if p)

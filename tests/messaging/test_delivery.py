@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter, defaultdict
 
 import pytest
@@ -333,7 +334,8 @@ def test_two_processes_deliver_mail_to_each_others_clients(tmp_path):
     and the other hears it live (Redis carries the emit between the processes)."""
     with fresh_database_url(tmp_path) as url:
         env = {**os.environ, "FLASK_APP": "app:create_app", "INSTANCE_DIR": str(tmp_path),
-               "SECRET_KEY": "shared-secret", "DATABASE_URL": url, "REDIS_URL": REDIS_URL}
+               "SECRET_KEY": "shared-secret", "DATABASE_URL": url, "REDIS_URL": REDIS_URL,
+               "REDIS_KEY_PREFIX": f"crm-test-{uuid.uuid4().hex[:8]}"}  # a queue of its own
         flask_cli(env, "db", "upgrade")
         seeded = subprocess.run([sys.executable, "-c", SEED], env=env, cwd=ROOT, check=True,
                                 capture_output=True, text=True, timeout=60)
@@ -373,6 +375,94 @@ def test_two_processes_deliver_mail_to_each_others_clients(tmp_path):
                 os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait(10)
             log.close()
+
+
+SEED_PEOPLE = """
+import json
+import sys
+from app import create_app
+from app.core import services
+from app.core.models import User
+from app.core.passwords import hash_password
+from app.extensions import db
+app = create_app()
+with app.app_context():
+    hashed, out = hash_password("x" * 16), []
+    for name in sys.argv[1:]:
+        user = User(email=name.lower() + "@example.test", name=name, password_hash=hashed)
+        db.session.add(user)
+        db.session.flush()
+        out.append([user.id, services.create_token(user, {"name": "socket"})[1]])
+    db.session.commit()
+    print(json.dumps(out))
+"""
+
+
+@pytest.mark.redis
+@pytest.mark.skipif(not REDIS_URL, reason="needs REDIS_URL for the Socket.IO message queue")
+def test_one_message_to_people_on_two_processes_is_one_publish_and_reaches_only_them(tmp_path):
+    """Anna (on A) writes to Dan (on A) and to Boris and Clara (on B); Eve (on B) is not
+    addressed. The commit is one message on the queue; each person hears only their own
+    event, once, whichever process holds their socket."""
+    import redis
+
+    prefix = f"crm-test-{uuid.uuid4().hex[:8]}"  # a queue of this test's own
+    with fresh_database_url(tmp_path) as url:
+        env = {**os.environ, "FLASK_APP": "app:create_app", "INSTANCE_DIR": str(tmp_path),
+               "SECRET_KEY": "shared-secret", "DATABASE_URL": url, "REDIS_URL": REDIS_URL,
+               "REDIS_KEY_PREFIX": prefix}
+        flask_cli(env, "db", "upgrade")
+        names = ("Anna", "Boris", "Clara", "Dan", "Eve")
+        seeded = subprocess.run([sys.executable, "-c", SEED_PEOPLE, *names], env=env, cwd=ROOT,
+                                check=True, capture_output=True, text=True, timeout=60)
+        people = dict(zip(names, json.loads(seeded.stdout.strip().splitlines()[-1]), strict=True))
+        port_a, port_b = _free_port(), _free_port()
+        log = open(tmp_path / "servers.log", "wb")  # noqa: SIM115 - closed below
+        servers = [_serve(env, port_a, log), _serve(env, port_b, log)]
+        on = {"Anna": port_a, "Dan": port_a, "Boris": port_b, "Clara": port_b, "Eve": port_b}
+        clients: dict[str, Live] = {}
+        queue_client = redis.Redis.from_url(REDIS_URL)
+        sub = queue_client.pubsub(ignore_subscribe_messages=True)
+        try:
+            for name, port in on.items():
+                clients[name] = Live(f"http://127.0.0.1:{port}", token=people[name][1]).connect()
+            sub.subscribe(f"{prefix}:socketio")
+            end = time.monotonic() + 5
+            while queue_client.pubsub_numsub(f"{prefix}:socketio")[0][1] < 3:  # A, B and this
+                assert time.monotonic() < end, "the servers never listened to the queue"
+                time.sleep(0.05)
+            to = [f"user:{people[n][0]}" for n in ("Boris", "Clara", "Dan")]
+            sent = clients["Anna"].call("mail.send", {"to": to, "subject": "To three",
+                                                      "local_id": "three-1"})["message"]
+            for name in ("Boris", "Clara", "Dan"):
+                live = clients[name]
+                live.wait_for(lambda live=live: live.messages())
+            for live in clients.values():
+                live.pump(0.3)
+            queued, end = [], time.monotonic() + 0.5
+            while time.monotonic() < end:
+                message = sub.get_message(timeout=0.1)
+                if message is not None and message["type"] == "message":
+                    queued.append(json.loads(message["data"]))
+        finally:
+            sub.close()
+            queue_client.close()
+            for live in clients.values():
+                live.disconnect()
+            for proc in servers:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(10)
+            log.close()
+    assert [m["method"] for m in queued] == ["crm_emit_batch"], queued
+    assert sorted(room for room, _event, _data in queued[0]["items"]) == sorted(
+        f"user:{people[n][0]}" for n in ("Anna", "Boris", "Clara", "Dan"))
+    for name in ("Boris", "Clara", "Dan"):
+        live = clients[name]
+        assert [(e["seq"], e["kind"], e["payload"]["id"], e["payload"]["role"]) for e in live.applied] \
+            == [(1, "message.new", sent["id"], "recipient")], name
+        assert live.applied[0]["payload"]["counts"]["mail_unread"] == 1 and live.duplicates == 0
+    assert clients["Anna"].messages("sender") == [sent["id"]] and clients["Anna"].messages() == []
+    assert clients["Eve"].applied == [] and clients["Eve"].live.empty()
 
 
 # --- many senders, receivers that come and go ---------------------------------------------

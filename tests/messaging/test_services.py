@@ -494,6 +494,28 @@ def test_the_same_local_id_sends_once(office):
     assert other.id != first.id
 
 
+def test_sending_takes_the_same_statements_for_three_people_or_thirty(make_user, count_queries):
+    """Rows for every recipient go in bulk and feed numbers are taken in one statement: no
+    query per recipient, in the send or in its commit."""
+    sender = make_user("Bulk Sender")
+    people = [make_user() for _ in range(30)]
+    few = services.create_list(sender, {"name": "Few", "members": [f"user:{u.id}" for u in people[:3]]})
+    many = services.create_list(sender, {"name": "Many", "members": [f"user:{u.id}" for u in people]})
+    db.session.commit()
+    sender_id, lists = sender.id, {3: few.id, 30: many.id}
+    counted = []
+    for n, size in enumerate((3, 30, 3, 30)):
+        db.session.expunge_all()  # as in a new request
+        actor = db.session.get(User, sender_id)
+        with count_queries() as statements:
+            msg = send(actor, [f"list:{lists[size]}"], local_id=f"bulk-{n}")
+            db.session.commit()
+        counted.append(len(statements))
+        assert len(recipients(msg)) == size
+    assert counted[0] == counted[1] == counted[2] == counted[3], counted
+    assert counted[0] <= 16, counted
+
+
 def test_scheduled_messages_go_when_due(office):
     o = office
     later = NOW + timedelta(hours=3)
