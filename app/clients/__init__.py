@@ -10,6 +10,7 @@ bp = Blueprint("clients", __name__, url_prefix="/clients", template_folder="temp
 
 
 def register(app: Flask) -> None:
+    import app.clients.report_views as _reports  # noqa: F401 - reports, greetings
     import app.clients.webform as _webform  # noqa: F401 - the public lead form
     from app.clients import api as clients_api
     from app.clients import demo, jobs, models, services, views  # noqa: F401 - routes, jobs, tables
