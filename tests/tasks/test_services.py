@@ -650,7 +650,10 @@ def test_an_archived_programme_does_not_start(office):
     tasks.archive_programme(o.Helen, p.id)
     assert p.id not in ids(tasks.programmes()) and p.id in ids(tasks.programmes(True))
     refused(Conflict, tasks.start_run, o.Helen, {"programme_id": p.id})
+    refused(Conflict, tasks.update_programme, o.Helen, p.id,
+            {"theme": "x", "name": "x", "stages": [stage("A", o.seller)]})
     refused(NotFound, tasks.start_run, o.Helen, {"programme_id": 99999999})
+    refused(ValidationError, tasks.start_run, o.Helen, {"programme_id": "one"})
 
 
 # --- programme runs -----------------------------------------------------------------------
@@ -663,7 +666,8 @@ def statuses(run) -> dict[str, str]:
     return {s.stage_key: s.status for s in run.stages}
 
 
-def test_a_first_post_with_nobody_to_hold_it_stops_the_run_before_anything_is_made(office, admin):
+def test_a_first_post_with_nobody_to_hold_it_stops_the_run_before_anything_is_made(office, admin,
+                                                                                    make_user):
     o = office
     branch = org.create_unit(admin, {"name": "Branch", "kind": "company"})
     clerk = org.create_post(admin, {"unit_id": branch.id, "title": "Clerk"})
@@ -678,6 +682,10 @@ def test_a_first_post_with_nobody_to_hold_it_stops_the_run_before_anything_is_ma
     done(o.Helen, run.stages[0])
     assert (run.stages[1].status, run.stages[1].assignee_id) == ("open", None)
     assert "nobody" in notes(o.Dora)[-1].title
+    clara = make_user("Clara")
+    org.assign(admin, {"post_id": clerk.id, "user_id": clara.id})  # someone takes the post
+    assert run.stages[1].assignee_id == clara.id
+    assert ids(tasks.my_day(clara).upcoming) == {run.stages[1].id}  # due a day after it opened
 
 
 def test_stages_open_when_those_they_wait_for_are_done_and_branches_join(office):
