@@ -30,3 +30,19 @@ def escalate_leads(now: datetime) -> str:
         total += len(due)
         db.session.commit()
     return f"escalated {total}"
+
+
+@job("clients_significant_dates")
+def remind_significant_dates(now: datetime) -> str:
+    """Birthdays, founding days and contract ends: the responsible manager is told
+    `remind_days` before each occurrence, once per occurrence (today is the UTC date)."""
+    today = now.date()
+    told = after = 0
+    while True:
+        rows = services.dates_to_remind(today, after_id=after, limit=BATCH)
+        if not rows:
+            break
+        told += services.remind_due(rows, today)
+        after = rows[-1].id
+        db.session.commit()
+    return f"reminded {told}"

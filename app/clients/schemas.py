@@ -189,3 +189,14 @@ class HandOverIn(_In):
 
 class ShareIn(_In):
     user_ids = fields.List(_id(), required=True, validate=validate.Length(max=50))
+
+
+class GreetingIn(_In):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=120))
+    subject = fields.String(required=True, validate=validate.Length(min=1, max=300))
+    body = fields.String(required=True, validate=validate.Length(min=1, max=TEXT_MAX))
+
+
+class GreetingSendIn(_In):
+    template_id = _id(required=True)
+    company_id = _id(load_default=None, allow_none=True)  # the company named in {company}

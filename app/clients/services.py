@@ -12,8 +12,9 @@ import hashlib
 import re
 import secrets
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
+from flask_babel import LazyString, format_date
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, or_, select, update
@@ -25,6 +26,7 @@ from app.clients.models import (
     Contact,
     ContactLink,
     Deal,
+    GreetingTemplate,
     Interaction,
     Lead,
     Pipeline,
@@ -42,6 +44,8 @@ from app.clients.schemas import (
     ConvertIn,
     DateIn,
     DealIn,
+    GreetingIn,
+    GreetingSendIn,
     HandOverIn,
     InteractionIn,
     LeadIn,
@@ -50,7 +54,7 @@ from app.clients.schemas import (
     ReasonIn,
     ShareIn,
 )
-from app.core import audit, links, notifications, signals
+from app.core import audit, links, mail, notifications, signals
 from app.core.clock import utcnow
 from app.core.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from app.core.models import User
@@ -1140,3 +1144,176 @@ def next_occurrence(row: SignificantDate, today) -> object:
         if candidate >= today:
             return candidate
     return row.on
+
+
+DATE_KIND_NAMES = {"birthday": _l("Birthday"), "contract_end": _l("Contract ends"),
+                   "founding": _l("Founding day"), "other": _l("Significant date")}
+MAX_REMIND_DAYS = 60  # DateIn's limit: how far ahead a reminder may look
+
+
+def _month_days(today: date, days: int) -> list[int]:
+    """month * 100 + day of each day from today to `days` ahead (29 February with 28th)."""
+    out = {(d.month * 100 + d.day) for d in (today + timedelta(days=i) for i in range(days + 1))}
+    if 228 in out:
+        out.add(229)
+    return sorted(out)
+
+
+def dates_to_remind(today: date, after_id: int = 0, limit: int = 200) -> list[SignificantDate]:
+    """Dates whose reminder may be due today, by id after `after_id`, locked for this worker:
+    one-off dates up to MAX_REMIND_DAYS ahead, yearly ones whose day falls in that window,
+    not reminded of an occurrence from today on. The exact rule is in remind_due."""
+    month_day = func.extract("month", SignificantDate.on) * 100 + func.extract(
+        "day", SignificantDate.on)
+    return list(db.session.scalars(
+        select(SignificantDate).where(
+            SignificantDate.id > after_id,
+            or_(SignificantDate.reminded_for.is_(None), SignificantDate.reminded_for < today),
+            or_(SignificantDate.yearly.is_(False)
+                & (SignificantDate.on >= today)
+                & (SignificantDate.on <= today + timedelta(days=MAX_REMIND_DAYS)),
+                SignificantDate.yearly.is_(True)
+                & month_day.in_(_month_days(today, MAX_REMIND_DAYS))))
+        .order_by(SignificantDate.id).limit(limit).with_for_update(skip_locked=True)))
+
+
+def remind_due(rows: list[SignificantDate], today: date) -> int:
+    """Tell the responsible managers of the dates whose reminder is due: `remind_days`
+    before the occurrence (services.next_occurrence), once per occurrence. A company's
+    date goes to its responsible manager; a contact's to the managers of the companies they
+    are at, or to whoever keeps the contact when they are at none. A few queries for the
+    whole batch, then a notification each."""
+    due = []
+    for row in rows:
+        when = next_occurrence(row, today)
+        if when >= today and (when - today).days <= row.remind_days and row.reminded_for != when:
+            due.append((row, when))
+    if not due:
+        return 0
+    company_ids = {r.company_id for r, _w in due if r.company_id}
+    contact_ids = {r.contact_id for r, _w in due if r.contact_id}
+    companies = {cid: (name, responsible) for cid, name, responsible in db.session.execute(
+        select(Company.id, func.coalesce(func.nullif(Company.short_name, ""), Company.legal_name),
+               Company.responsible_id)
+        .where(Company.id.in_(company_ids), Company.archived_at.is_(None)))} if company_ids else {}
+    contacts = {cid: (name, keeper) for cid, name, keeper in db.session.execute(
+        select(Contact.id, Contact.name, Contact.created_by_id)
+        .where(Contact.id.in_(contact_ids), Contact.archived_at.is_(None)))} if contact_ids else {}
+    managers: dict[int, set[int]] = {}
+    if contacts:
+        for contact_id, responsible in db.session.execute(
+                select(ContactLink.contact_id, Company.responsible_id)
+                .join(Company, Company.id == ContactLink.company_id)
+                .where(ContactLink.contact_id.in_(list(contacts)), Company.archived_at.is_(None),
+                       Company.responsible_id.is_not(None))):
+            managers.setdefault(contact_id, set()).add(responsible)
+    wanted = {u for _n, u in companies.values()} | {u for _n, u in contacts.values()} | {
+        u for ids in managers.values() for u in ids}
+    active = set(db.session.scalars(select(User.id).where(User.id.in_(
+        [u for u in wanted if u]), User.active.is_(True)))) if wanted else set()
+    told = 0
+    for row, when in due:
+        row.reminded_for = when
+        if row.company_id:
+            name, responsible = companies.get(row.company_id, (None, None))
+            people, url = {responsible}, company_path(row.company_id)
+        else:
+            name, keeper = contacts.get(row.contact_id, (None, None))
+            people = managers.get(row.contact_id) or {keeper}
+            url = links.path_for("clients.contact", f"/clients/contacts/{row.contact_id}",
+                                 contact_id=row.contact_id)
+        if name is None:  # archived since
+            continue
+        title = _l("%(kind)s: %(name)s, %(date)s", kind=DATE_KIND_NAMES[row.kind], name=name,
+                   date=LazyString(format_date, when, "d MMMM"))
+        body = _l("In %(days)s days. %(title)s", days=(when - today).days, title=row.title) \
+            if when > today else _l("Today. %(title)s", title=row.title)
+        for uid in sorted(u for u in people if u in active):
+            notifications.notify(uid, "client_date", title, body, url)
+            told += 1
+        audit.record(None, "date.remind", "client_date", row.id,
+                     after={"on": when.isoformat(), "told": sorted(u for u in people if u in active)})
+    return told
+
+
+# --- greetings ----------------------------------------------------------------------------
+
+GREETING_FIELDS = ("name", "company", "sender")
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+def fill_greeting(text: str, values: Mapping[str, str]) -> str:
+    """{name}, {company} and {sender} filled in; nothing else in the text is read (a
+    template is never a format string)."""
+    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
+
+
+def _check_placeholders(values: Mapping) -> None:
+    for field in ("subject", "body"):
+        unknown = sorted({m for m in _PLACEHOLDER.findall(values[field])
+                          if m not in GREETING_FIELDS})
+        if unknown:
+            raise _fail(field, _("Unknown placeholder %(names)s: use {name}, {company} and "
+                                 "{sender}.", names=", ".join("{" + u + "}" for u in unknown)))
+
+
+def greeting_templates() -> list[GreetingTemplate]:
+    return list(db.session.scalars(select(GreetingTemplate).order_by(GreetingTemplate.name,
+                                                                     GreetingTemplate.id)))
+
+
+def save_greeting_template(actor: User, data: Mapping,
+                           template_id: int | None = None) -> GreetingTemplate:
+    """An administrator writes a greeting: subject and body with {name}, {company} and
+    {sender}."""
+    require_admin(actor)
+    values = load(GreetingIn(), data)
+    _check_placeholders(values)
+    row = GreetingTemplate() if template_id is None else db.session.get(GreetingTemplate,
+                                                                        template_id)
+    if row is None:
+        raise NotFound(_("No such greeting."))
+    row.name, row.subject, row.body = (values["name"].strip(), values["subject"].strip(),
+                                       values["body"])
+    db.session.add(row)
+    db.session.flush()
+    audit.record(actor, "greeting.save", "client_greeting", row.id,
+                 after={"name": row.name, "subject": row.subject})
+    return row
+
+
+def send_greeting(actor: User, contact_id: int, data: Mapping):
+    """A greeting e-mail from a template to a contact who agreed to be contacted, at their
+    first e-mail, queued for the mail job; it joins the company's history as an e-mail."""
+    values = load(GreetingSendIn(), data)
+    contact = get_contact(actor, contact_id)
+    template = db.session.get(GreetingTemplate, values["template_id"])
+    if template is None:
+        raise _fail("template_id", _("Choose a greeting from the list."))
+    if not contact.consent:
+        raise _fail("consent", _("This person has not agreed to be contacted."))
+    if not contact.emails:
+        raise _fail("emails", _("This person has no e-mail address."))
+    at = [link.company_id for link in contact.links]
+    visible = set(db.session.scalars(select(Company.id).where(
+        Company.id.in_(at), company_clause(actor), Company.archived_at.is_(None)))) if at else set()
+    if values["company_id"] is not None:
+        if values["company_id"] not in visible:
+            raise _fail("company_id", _("This person is not at this company."))
+        company_id = values["company_id"]
+    else:
+        company_id = next((cid for cid in sorted(visible)), None)
+    company = db.session.get(Company, company_id) if company_id else None
+    filled = {"name": contact.name, "company": company.name if company else "",
+              "sender": actor.name}
+    subject = fill_greeting(template.subject, filled)
+    body = fill_greeting(template.body, filled)
+    row = mail.queue_email(contact.emails[0], subject, body)
+    if company is not None:
+        log_interaction(actor, {"company_id": company.id, "contact_id": contact.id,
+                                "kind": "email", "subject": subject[:300], "body": body})
+    db.session.flush()
+    audit.record(actor, "contact.greeting", "contact", contact.id,
+                 after={"template_id": template.id, "to": contact.emails[0],
+                        "company_id": company.id if company else None})
+    return row
