@@ -320,8 +320,10 @@ def create_task(actor: User, data: Mapping) -> Task:
     return task
 
 
-def _new_step(position: int, values: Mapping) -> Step:
-    return Step(position=position, title=values["title"].strip() or "-",
+def _new_step(position: int, values: Mapping, field: str = "steps") -> Step:
+    if not values["title"].strip():
+        raise _fail(field, _("Step %(n)d needs a title.", n=position))
+    return Step(position=position, title=values["title"].strip(),
                 assignee_id=values.get("assignee_id"), due_at=values.get("due_at"),
                 parallel=values.get("parallel", False), required=values.get("required", True))
 
@@ -484,7 +486,7 @@ def add_step(actor: User, task_id: int, data: Mapping) -> Step:
         _users([values["assignee_id"]], "assignee_id")
     if len(task.steps) >= 100:
         raise _fail("title", _("A task has at most 100 steps."))
-    step = _new_step(len(task.steps) + 1, values)
+    step = _new_step(len(task.steps) + 1, values, "title")
     task.steps.append(step)
     db.session.flush()
     _audit(actor, "task.step_add", task, after={"step": step.title})

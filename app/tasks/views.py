@@ -78,7 +78,7 @@ def tasks_shell():
     return {"status_names": STATUS_NAMES, "status_styles": STATUS_STYLES,
             "priority_names": PRIORITY_NAMES, "run_status_names": RUN_STATUS_NAMES,
             "tasks_sidebar": _sidebar, "local_input": _local_input, "now": utcnow(),
-            "post_name": _post_name}
+            "post_name": _post_name, "markdown": markup.render}
 
 
 def _post_name(post_id: int | None) -> str:
@@ -353,7 +353,6 @@ ACTION_WORDS = {
     "task.decline": _l("declined the request"), "task.update": _l("changed the task"),
     "task.step_add": _l("added a step"), "task.step_delete": _l("removed a step"),
     "task.comment": _l("commented"), "task.reminder": _l("set a reminder"),
-    "stage.open": _l("the stage opened"), "task.escalate": _l("overdue: the superior was told"),
     "task.follow_post": _l("passed to the post's new holder"),
     "attachment.add": _l("attached a file"), "attachment.delete": _l("removed a file"),
 }
@@ -436,7 +435,16 @@ def _history(task_id: int) -> list[dict]:
             detail = after.get("filename", "")
         elif e.action == "attachment.delete":
             detail = before.get("filename", "")
-        out.append({"at": e.at, "actor": e.actor.name if e.actor else _("The CRM"),
+        actor = e.actor.name if e.actor else _("The CRM")
+        if e.action == "stage.open":
+            actor, words = None, _("The stage opened")
+            if after.get("assignee_id"):
+                words = _("The stage opened for %(name)s",
+                          name=_value_text("assignee_id", after["assignee_id"], people))
+            detail = ""
+        elif e.action == "task.escalate":
+            actor, words = None, _("Overdue; the superior was told")
+        out.append({"at": e.at, "actor": actor,
                     "words": words, "detail": detail, "changes": changes, "action": e.action})
     return out
 
@@ -742,10 +750,11 @@ def new():
     except DomainError as exc:
         db.session.rollback()
         rows = _rows(request.form, "steps", STEP_ROWS_MAX)
-        errors = _errors(exc)
+        errors, step_errors = _errors(exc), _row_errors(data["steps"], schemas.StepIn())
+        if step_errors:
+            errors["steps"] = [_("Check the steps marked below.")]
         return _form_page("tasks/form.html", _typed(request.form), errors, exc.status,
-                          steps=rows or [{"required": "1"}],
-                          step_errors=_row_errors(data["steps"], schemas.StepIn()))
+                          steps=rows or [{"required": "1"}], step_errors=step_errors)
     if task.status == "requested":
         flash(_("Sent as a request: the head of their unit decides whether to take it on."),
               "info")
@@ -900,8 +909,11 @@ def _programme_data(form) -> dict:
 def _programme_refused(exc: DomainError, data: dict, **extra):
     db.session.rollback()
     rows = _rows(request.form, "stages", STAGE_ROWS_MAX)
-    return _programme_page(request.form.to_dict(), rows or [{}], _errors(exc), exc.status,
-                           stage_errors=_row_errors(data["stages"], schemas.StageIn()), **extra)
+    errors, stage_errors = _errors(exc), _row_errors(data["stages"], schemas.StageIn())
+    if stage_errors:
+        errors["stages"] = [_("Check the stages marked below.")]
+    return _programme_page(request.form.to_dict(), rows or [{}], errors, exc.status,
+                           stage_errors=stage_errors, **extra)
 
 
 @bp.route("/programmes/new", methods=["GET", "POST"])
