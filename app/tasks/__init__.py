@@ -20,6 +20,7 @@ def register(app: Flask) -> None:
         api.register_blueprint(blp)
     add_nav(app, "tasks.my_day", _l("Tasks"), "check2-square")
     signals.post_holder_added.connect(services.on_post_holder_added)
+    signals.deal_won.connect(services.on_deal_won)
     signals.post_holder_removed.connect(services.on_post_holder_removed)
     feed.register_counter("tasks_due", services.due_counts)
     links.register("task", _l("Task"), services.resolve_task_link)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, false, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.core.clock import utcnow
@@ -52,6 +52,9 @@ class Programme(db.Model):
     created_by_id: Mapped[int] = mapped_column(ForeignKey("user.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Started by itself for a deal when the deal is won (in this pipeline, or in any).
+    start_on_deal_won: Mapped[bool] = mapped_column(default=False, server_default=false())
+    won_pipeline_id: Mapped[int | None] = mapped_column()
 
     versions: Mapped[list[ProgrammeVersion]] = relationship(
         back_populates="programme", order_by="ProgrammeVersion.number")

@@ -115,6 +115,8 @@ class ProgrammeIn(_In):
     description = fields.String(load_default="", validate=validate.Length(max=TEXT_MAX))
     stages = fields.List(fields.Nested(StageIn), required=True,
                          validate=validate.Length(max=STAGES_MAX))
+    start_on_deal_won = fields.Boolean(load_default=False)
+    won_pipeline_id = _id(load_default=None, allow_none=True)  # None: a deal of any pipeline
 
 
 class RunIn(_In):

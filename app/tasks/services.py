@@ -24,7 +24,7 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from app.core import attachments, audit, feed, links, markup, notifications
 from app.core.clock import utcnow
-from app.core.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from app.core.errors import Conflict, DomainError, NotFound, PermissionDenied, ValidationError
 from app.core.models import AuditEvent, User
 from app.core.services import is_admin, load
 from app.extensions import db
@@ -831,7 +831,8 @@ def create_programme(actor: User, data: Mapping) -> Programme:
     stages = _stages(values["stages"])
     programme = Programme(theme=values["theme"].strip(), name=values["name"].strip(),
                           description=values["description"], created_by_id=actor.id,
-                          created_at=utcnow())
+                          created_at=utcnow(), start_on_deal_won=values["start_on_deal_won"],
+                          won_pipeline_id=values["won_pipeline_id"])
     programme.versions = [ProgrammeVersion(number=1, created_by_id=actor.id, stages=stages,
                                            created_at=utcnow())]
     db.session.add(programme)
@@ -851,6 +852,8 @@ def update_programme(actor: User, programme_id: int, data: Mapping) -> Programme
     stages = _stages(values["stages"])
     programme.theme, programme.name = values["theme"].strip(), values["name"].strip()
     programme.description = values["description"]
+    programme.start_on_deal_won = values["start_on_deal_won"]
+    programme.won_pipeline_id = values["won_pipeline_id"]
     current = programme.current
     if [_stage_values(s) for s in stages] != [_stage_values(s) for s in current.stages]:
         programme.versions.append(ProgrammeVersion(number=current.number + 1,
@@ -1153,3 +1156,20 @@ def escalate(task: Task, now: datetime) -> list[int]:
 
 def mark_reminder_sent(reminder: Reminder, now: datetime) -> None:
     db.session.execute(update(Reminder).where(Reminder.id == reminder.id).values(sent_at=now))
+
+
+def on_deal_won(deal, actor: User | None = None, **_kw) -> None:
+    """A won deal starts, for that deal, the programmes set to start then. One that cannot
+    start (its first post has nobody) does not stop the deal: whoever won it is told why."""
+    found = db.session.scalars(select(Programme).where(
+        Programme.start_on_deal_won.is_(True), Programme.archived_at.is_(None),
+        or_(Programme.won_pipeline_id.is_(None), Programme.won_pipeline_id == deal.pipeline_id))
+        .order_by(Programme.id)).all()
+    for programme in found:
+        try:
+            with db.session.begin_nested():
+                start_run(actor, {"programme_id": programme.id, "link": f"deal:{deal.id}"})
+        except DomainError as exc:
+            if actor is not None:
+                notifications.notify(actor.id, "run", _l("A programme could not start: %(name)s",
+                                                         name=programme.name), exc.message, None)
