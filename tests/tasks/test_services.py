@@ -674,6 +674,9 @@ def test_a_first_post_with_nobody_to_hold_it_stops_the_run_before_anything_is_ma
     p = programme(o.Dora, stage("File it", clerk), stage("Check", o.head))
     err = refused(ValidationError, tasks.start_run, o.Dora, {"programme_id": p.id})
     assert "Clerk" in err.message
+    # nor can a task be given to that post, in one's scope or as a request
+    assert "Clerk" in refused(ValidationError, new_task, admin, assignee=f"post:{clerk.id}").message
+    assert "Clerk" in refused(ValidationError, new_task, o.Dora, assignee=f"post:{clerk.id}").message
     assert actions("programme", p.id) == ["programme.create"]
     assert db.session.scalar(select(func.count()).select_from(Run)) == 0
     # a later stage's empty post does not stop the start; the starter hears when it opens
