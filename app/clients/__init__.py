@@ -13,7 +13,14 @@ def register(app: Flask) -> None:
     import app.clients.report_views as _reports  # noqa: F401 - reports, greetings
     import app.clients.webform as _webform  # noqa: F401 - the public lead form
     from app.clients import api as clients_api
-    from app.clients import demo, jobs, models, services, views  # noqa: F401 - routes, jobs, tables
+    from app.clients import (  # noqa: F401 - routes, jobs, tables, import and export pages
+        demo,
+        import_views,
+        jobs,
+        models,
+        services,
+        views,
+    )
     from app.core import add_nav, links, signals
     from app.core.api_base import api
 

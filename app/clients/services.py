@@ -17,12 +17,13 @@ from datetime import date, datetime, timedelta
 from flask_babel import LazyString, format_date
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import joinedload, selectinload
 
 from app.clients.models import (
     Category,
     Company,
+    CompanyCategory,
     Contact,
     ContactLink,
     Deal,
@@ -279,35 +280,57 @@ def _responsible(actor: User, responsible_id: int | None) -> int:
     """A company goes to the actor, or to someone they direct (anyone, for see-all posts)."""
     if responsible_id is None or responsible_id == actor.id:
         return actor.id
-    user = db.session.get(User, responsible_id)
-    if user is None or not user.is_active:
-        raise _fail("responsible_id", _("No such person."))
-    if responsible_id not in directed_ids(actor) and not sees_all(actor):
-        raise _fail("responsible_id", _("You may give clients only to yourself or to someone "
-                                        "below you on the chart."))
+    error = responsible_error(db.session.get(User, responsible_id), directed_ids(actor),
+                              sees_all(actor))
+    if error:
+        raise _fail("responsible_id", error)
     return responsible_id
+
+
+def responsible_error(user: User | None, directed: set[int], all_clients: bool) -> str | None:
+    """Why a company may not go to `user` (None if it may): to an active person the actor
+    directs (`directed`, the actor included), or to anyone active for see-all posts."""
+    if user is None or not user.is_active:
+        return _("No such person.")
+    if user.id not in directed and not all_clients:
+        return _("You may give clients only to yourself or to someone below you on the chart.")
+    return None
 
 
 # --- companies ----------------------------------------------------------------------------
 
-def _apply_company(actor: User, company: Company, values: Mapping) -> None:
+def company_fields(values: Mapping) -> dict:
+    """The columns that validated input (CompanyIn) sets, as every path stores them: text
+    trimmed, no tax number as NULL, tags as ",a,b,", lists without repeats. Only the
+    fields present in `values`; categories, parent and responsible are not columns here."""
+    out = {}
     for name in ("legal_name", "short_name", "industry", "website", "notes", "status",
                  "is_client", "is_supplier", "is_partner", "next_step", "next_step_at"):
         if name in values:
             value = values[name]
-            setattr(company, name, value.strip() if isinstance(value, str) else value)
+            out[name] = value.strip() if isinstance(value, str) else value
     if "tax_number" in values:
-        company.tax_number = (values["tax_number"] or "").strip() or None
+        out["tax_number"] = (values["tax_number"] or "").strip() or None
     if "tags" in values:
         tags = _clean_list(values["tags"], lower=True)
-        company.tags = f",{','.join(t.replace(',', ' ') for t in tags)}," if tags else ""
+        out["tags"] = f",{','.join(t.replace(',', ' ') for t in tags)}," if tags else ""
     if "phones" in values:
-        company.phones = _clean_list(values["phones"])
+        out["phones"] = _clean_list(values["phones"])
     if "emails" in values:
-        company.emails = _clean_list(values["emails"], lower=True)
+        out["emails"] = _clean_list(values["emails"], lower=True)
     if "addresses" in values:
-        company.addresses = [{"kind": a["kind"], "text": a["text"].strip()}
-                             for a in values["addresses"]]
+        out["addresses"] = [{"kind": a["kind"], "text": a["text"].strip()} for a in values["addresses"]]
+    return out
+
+
+def company_search_text(legal_name: str, short_name: str, tax_number: str | None,
+                        phones: Iterable[str], emails: Iterable[str]) -> str:
+    return _search_text(legal_name, short_name, tax_number or "", phones=phones, emails=emails)
+
+
+def _apply_company(actor: User, company: Company, values: Mapping) -> None:
+    for name, value in company_fields(values).items():
+        setattr(company, name, value)
     if "categories" in values:
         company.categories = _categories(values["categories"])
     if "parent_id" in values:
@@ -317,9 +340,8 @@ def _apply_company(actor: User, company: Company, values: Mapping) -> None:
         company.responsible_id = _responsible(actor, values["responsible_id"])
     if not company.legal_name:
         raise _fail("legal_name", _("A legal name is required."))
-    company.search_text = _search_text(company.legal_name, company.short_name,
-                                       company.tax_number or "", phones=company.phones,
-                                       emails=company.emails)
+    company.search_text = company_search_text(company.legal_name, company.short_name,
+                                              company.tax_number, company.phones, company.emails)
     company.updated_at = utcnow()
 
 
@@ -551,17 +573,30 @@ def contact_duplicates(actor: User, email: str = "", phone: str = "") -> list[Co
 
 # --- contacts -----------------------------------------------------------------------------
 
-def _apply_contact(actor: User, contact: Contact, values: Mapping) -> None:
+def contact_fields(values: Mapping) -> dict:
+    """The columns that validated input (ContactIn) sets, as every path stores them (only
+    the fields present; the companies are links, not columns)."""
+    out = {}
     for name in ("name", "birthday", "consent", "notes"):
         if name in values:
             value = values[name]
-            setattr(contact, name, value.strip() if isinstance(value, str) else value)
+            out[name] = value.strip() if isinstance(value, str) else value
     if "phones" in values:
-        contact.phones = _clean_list(values["phones"])
+        out["phones"] = _clean_list(values["phones"])
     if "emails" in values:
-        contact.emails = _clean_list(values["emails"], lower=True)
+        out["emails"] = _clean_list(values["emails"], lower=True)
     if "messengers" in values:
-        contact.messengers = [dict(m) for m in values["messengers"]]
+        out["messengers"] = [dict(m) for m in values["messengers"]]
+    return out
+
+
+def contact_search_text(name: str, phones: Iterable[str], emails: Iterable[str]) -> str:
+    return _search_text(name, phones=phones, emails=emails)
+
+
+def _apply_contact(actor: User, contact: Contact, values: Mapping) -> None:
+    for name, value in contact_fields(values).items():
+        setattr(contact, name, value)
     if "companies" in values:
         wanted = {c["company_id"]: c["position"] for c in values["companies"]}
         for company_id in wanted:
@@ -570,7 +605,7 @@ def _apply_contact(actor: User, contact: Contact, values: Mapping) -> None:
                          for cid, pos in wanted.items()]
     if not contact.name:
         raise _fail("name", _("A name is required."))
-    contact.search_text = _search_text(contact.name, phones=contact.phones, emails=contact.emails)
+    contact.search_text = contact_search_text(contact.name, contact.phones, contact.emails)
 
 
 def create_contact(actor: User, data: Mapping) -> Contact:
@@ -1317,3 +1352,154 @@ def send_greeting(actor: User, contact_id: int, data: Mapping):
                  after={"template_id": template.id, "to": contact.emails[0],
                         "company_id": company.id if company else None})
     return row
+
+
+# --- many at once (imports) ---------------------------------------------------------------
+# An import checks thousands of rows against the rules above without a query per row: it
+# takes the actor's Scope once, holds the companies in memory, and writes through these.
+
+class Scope:
+    """What an actor may see and change, computed once for many rows (imports, exports):
+    the same rules as company_clause, can_edit and contact_clause."""
+
+    def __init__(self, actor: User):
+        self.actor_id = actor.id
+        self.all = sees_all(actor)
+        self.directed = directed_ids(actor)
+        self.shared = set() if self.all else set(db.session.scalars(
+            select(Share.company_id).where(Share.user_id == actor.id)))
+
+    def sees_company(self, company_id: int, responsible_id: int | None) -> bool:
+        return self.all or responsible_id in self.directed or company_id in self.shared
+
+    def edits_company(self, responsible_id: int | None) -> bool:
+        return self.all or responsible_id in self.directed
+
+    def sees_contact(self, created_by_id: int | None, company_ids: Iterable[int],
+                     visible_company_ids: set[int]) -> bool:
+        return (self.all or created_by_id == self.actor_id
+                or any(cid in visible_company_ids for cid in company_ids))
+
+    def responsible_error(self, user: User | None) -> str | None:
+        return responsible_error(user, self.directed, self.all)
+
+
+def holding_error(parent_of: Mapping[object, object], company, parent) -> str | None:
+    """_check_parent's rule over a map company -> parent held in memory (keys may be ids or
+    the rows of a file not saved yet): never inside itself or a subsidiary, at most
+    MAX_DEPTH deep."""
+    seen, current = set(), parent
+    while current is not None:
+        if current == company:
+            return _("A company cannot be inside itself or its own subsidiary.")
+        if current in seen or len(seen) > MAX_DEPTH:
+            return _("The holding is too deep.")
+        seen.add(current)
+        current = parent_of.get(current)
+    return None
+
+
+def category_ids(names: Iterable[str]) -> dict[str, int]:
+    """Category ids by lower-case name; the missing categories are created."""
+    wanted = {}
+    for name in _clean_list(names):
+        wanted.setdefault(name.lower(), name)
+    found: dict[str, int] = {}
+    keys = sorted(wanted)
+    for i in range(0, len(keys), 500):
+        for cid, name in db.session.execute(select(Category.id, Category.name).where(
+                func.lower(Category.name).in_(keys[i:i + 500]))):
+            found.setdefault(name.lower(), cid)
+    missing = [wanted[k] for k in keys if k not in found]
+    if missing:
+        table = Category.__table__
+        ids = db.session.scalars(table.insert().returning(table.c.id, sort_by_parameter_order=True),
+                                 [{"name": n} for n in missing]).all()
+        found.update({n.lower(): cid for n, cid in zip(missing, ids, strict=True)})
+    return found
+
+
+def link_categories(pairs: Iterable[tuple[int, int]]) -> None:
+    """(company id, category id) links, in one statement per thousand."""
+    rows = [{"company_id": c, "category_id": k} for c, k in dict.fromkeys(pairs)]
+    if rows:
+        db.session.execute(CompanyCategory.__table__.insert(), rows)
+
+
+def insert_companies(rows: list[dict]) -> list[int]:
+    """New companies, many per statement; their ids in the order of `rows`. Each row holds
+    every column of company_fields, responsible_id and parent_id, checked by the caller with
+    Scope and holding_error; the search text and times are set here."""
+    if not rows:
+        return []
+    now = utcnow()
+    table = Company.__table__
+    full = [{**row, "search_text": company_search_text(row["legal_name"], row["short_name"],
+                                                       row["tax_number"], row["phones"],
+                                                       row["emails"]),
+             "created_at": now, "updated_at": now, "next_step": row.get("next_step", ""),
+             "next_step_at": row.get("next_step_at")} for row in rows]
+    return list(db.session.scalars(
+        table.insert().returning(table.c.id, sort_by_parameter_order=True), full))
+
+
+def update_companies(rows: list[dict]) -> None:
+    """Changed companies: each row is {"id", column: value, ...} with the company's whole
+    state for the search text (legal_name, short_name, tax_number, phones, emails) and the
+    columns that change; one executemany per set of changed columns."""
+    now = utcnow()
+    table = Company.__table__
+    groups: dict[tuple[str, ...], list[dict]] = {}
+    for row in rows:
+        values = {**row, "search_text": company_search_text(row["legal_name"], row["short_name"],
+                                                            row["tax_number"], row["phones"],
+                                                            row["emails"]), "updated_at": now}
+        values["_id"] = values.pop("id")
+        groups.setdefault(tuple(sorted(values)), []).append(values)
+    for keys, group in groups.items():
+        stmt = update(table).where(table.c.id == bindparam("_id")).values(
+            {k: bindparam(k) for k in keys if k != "_id"})
+        db.session.execute(stmt, group, execution_options={"synchronize_session": False})
+
+
+def insert_contacts(actor: User, rows: list[dict]) -> list[int]:
+    """New contacts (every column of contact_fields), kept by the actor; ids in order."""
+    if not rows:
+        return []
+    now = utcnow()
+    table = Contact.__table__
+    full = [{**row, "search_text": contact_search_text(row["name"], row["phones"], row["emails"]),
+             "created_by_id": actor.id, "created_at": now} for row in rows]
+    return list(db.session.scalars(
+        table.insert().returning(table.c.id, sort_by_parameter_order=True), full))
+
+
+def update_contacts(rows: list[dict]) -> None:
+    """Changed contacts: {"id", column: value, ...} with name, phones and emails always."""
+    table = Contact.__table__
+    groups: dict[tuple[str, ...], list[dict]] = {}
+    for row in rows:
+        values = {**row, "search_text": contact_search_text(row["name"], row["phones"],
+                                                            row["emails"])}
+        values["_id"] = values.pop("id")
+        groups.setdefault(tuple(sorted(values)), []).append(values)
+    for keys, group in groups.items():
+        stmt = update(table).where(table.c.id == bindparam("_id")).values(
+            {k: bindparam(k) for k in keys if k != "_id"})
+        db.session.execute(stmt, group, execution_options={"synchronize_session": False})
+
+
+def save_contact_links(new: Iterable[tuple[int, int, str]],
+                       positions: Iterable[tuple[int, int, str]] = ()) -> None:
+    """Contacts joining companies (contact, company, position), and new positions at
+    companies they are at already; the caller checked that the companies are visible."""
+    table = ContactLink.__table__
+    rows = [{"contact_id": c, "company_id": k, "position": p.strip()} for c, k, p in new]
+    if rows:
+        db.session.execute(table.insert(), rows)
+    changed = [{"_c": c, "_k": k, "position": p.strip()} for c, k, p in positions]
+    if changed:
+        db.session.execute(update(table).where(table.c.contact_id == bindparam("_c"),
+                                               table.c.company_id == bindparam("_k"))
+                           .values(position=bindparam("position")), changed,
+                           execution_options={"synchronize_session": False})

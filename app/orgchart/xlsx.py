@@ -23,11 +23,9 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-import zipfile
 from dataclasses import dataclass, field
 
 import openpyxl
-from flask import current_app
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from openpyxl.cell import WriteOnlyCell
@@ -36,7 +34,7 @@ from openpyxl.styles import Font
 from sqlalchemy import func, select
 from werkzeug.datastructures import FileStorage
 
-from app.core import audit
+from app.core import audit, spreadsheets  # spreadsheets: defusedxml is asserted there
 from app.core.errors import PermissionDenied, ValidationError
 from app.core.models import User
 from app.extensions import db
@@ -44,12 +42,6 @@ from app.orgchart import chart as charts
 from app.orgchart import services
 from app.orgchart.models import Unit
 from app.orgchart.schemas import SEPARATOR
-
-# Workbooks are XML: without defusedxml openpyxl would parse entity bombs and external
-# entities. Refuse to run at all rather than import unsafely (explicit, not an assert,
-# so that `python -O` keeps the check).
-if openpyxl.DEFUSEDXML is not True:  # pragma: no cover - the dependency is pinned
-    raise RuntimeError("defusedxml must be installed: openpyxl would parse workbooks unsafely")
 
 SHEET = "Chart"
 HEADER = ("unit path", "post", "head", "holder e-mail", "holder name", "acting")
@@ -66,9 +58,7 @@ MAX_COLUMNS = 20
 MAX_NAME = 200
 MAX_EMAIL = 254
 MAX_POSITION = 100_000
-CHUNK = 1024 * 1024
-OLE_SIGNATURE = bytes.fromhex("d0cf11e0a1b11ae1")  # .xls, and encrypted .xlsx
-XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+XLSX_MIME = spreadsheets.XLSX_MIME
 
 # Column keys and the headers (case-insensitive) that name them.
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -229,60 +219,18 @@ class ImportPlan:
 
 
 def _refuse(message: str) -> ValidationError:
-    return ValidationError(message, {"file": [message]})
+    return spreadsheets.refuse(message)
 
 
 def _read_upload(upload: FileStorage | None) -> bytes:
     """The upload's bytes, refusing more than the cap before reading it all."""
-    if upload is None or not upload.filename:
-        raise _refuse(_("Choose a file."))
-    hard = MAX_FILE_MB * 1024 * 1024
-    cap = min(current_app.config.get("MAX_CONTENT_LENGTH") or hard, hard)
-    buf, size = io.BytesIO(), 0
-    while chunk := upload.stream.read(CHUNK):
-        size += len(chunk)
-        if size > cap:
-            if size > hard:
-                raise _refuse(_("The file is larger than %(mb)d MB; split it into smaller files.",
-                                mb=MAX_FILE_MB))
-            raise _refuse(_("The file is larger than %(mb)d MB.", mb=max(1, cap // (1024 * 1024))))
-        buf.write(chunk)
-    if size == 0:
-        raise _refuse(_("The file is empty."))
-    return buf.getvalue()
+    return spreadsheets.read_upload(upload, MAX_FILE_MB)
 
 
 def _check_zip(content: bytes) -> None:
     """A workbook is a zip: look at its entries before any XML of it is parsed."""
-    not_xlsx = _("This file is not an Excel workbook (.xlsx). Save it from Excel or "
-                 "LibreOffice as “Excel 2007-365 (.xlsx)” and upload it again.")
-    stream = io.BytesIO(content)
-    if content.startswith(OLE_SIGNATURE):
-        raise _refuse(_("This is an old Excel file (.xls) or a workbook protected by a password. "
-                        "Save it as .xlsx without a password and upload it again."))
-    if not zipfile.is_zipfile(stream):
-        raise _refuse(not_xlsx)
-    try:
-        with zipfile.ZipFile(stream) as zf:
-            entries = zf.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
-        raise _refuse(not_xlsx) from exc
-    if len(entries) > MAX_ENTRIES:
-        raise _refuse(_("The workbook has too many parts (more than %(n)d); it cannot be "
-                        "a chart.", n=MAX_ENTRIES))
-    if "xl/workbook.xml" not in {e.filename for e in entries}:
-        raise _refuse(not_xlsx)
-    # Declared sizes bound what zipfile will ever inflate (it stops at file_size).
-    total = sum(e.file_size for e in entries)
-    packed = sum(e.compress_size for e in entries)
-    if total > MAX_UNCOMPRESSED:
-        raise _refuse(_("The workbook unpacks to more than %(mb)d MB; it is refused.",
-                        mb=MAX_UNCOMPRESSED // (1024 * 1024)))
-    big = [e for e in entries if e.file_size > CHUNK]
-    if total > packed * MAX_RATIO or any(e.file_size > max(e.compress_size, 1) * MAX_RATIO
-                                         for e in big):
-        raise _refuse(_("The workbook is compressed suspiciously well (over %(n)d times); "
-                        "it is refused.", n=MAX_RATIO))
+    spreadsheets.check_xlsx_zip(content, max_entries=MAX_ENTRIES,
+                                max_uncompressed=MAX_UNCOMPRESSED, max_ratio=MAX_RATIO)
 
 
 def _text(value) -> str:
