@@ -903,7 +903,9 @@ def _programme_page(form: dict, stages: list[dict], errors: dict | None = None,
 
 def _programme_data(form) -> dict:
     return {"theme": form.get("theme", ""), "name": form.get("name", ""),
-            "description": form.get("description", ""), "stages": _stage_rows(form)}
+            "description": form.get("description", ""), "stages": _stage_rows(form),
+            "start_on_deal_won": form.get("start_on_deal_won") == "1",
+            "won_pipeline_id": _int(form.get("won_pipeline_id"))}
 
 
 def _programme_refused(exc: DomainError, data: dict, **extra):
@@ -944,7 +946,9 @@ def programme_edit(programme_id: int):
     _require_designer()
     found = services.get_programme(programme_id)
     if request.method == "GET":
-        form = {"theme": found.theme, "name": found.name, "description": found.description}
+        form = {"theme": found.theme, "name": found.name, "description": found.description,
+                "start_on_deal_won": found.start_on_deal_won,
+                "won_pipeline_id": found.won_pipeline_id or ""}
         return _programme_page(form, [_stage_form(s) for s in found.current.stages],
                                programme=found)
     data = _programme_data(request.form)

@@ -723,7 +723,7 @@ def test_writing_a_programme(office, signed_in):
     c = signed_in(office.Helen)
     forms_have_csrf(page(c, "/tasks/programmes/new"))
     answer = c.form("/tasks/programmes/new", {
-        "theme": "installation", "name": "Install a kitchen",
+        "theme": "installation", "name": "Install a kitchen", "start_on_deal_won": "1",
         **stage_rows({"key": "measure", "title": "Measure", "post_id": str(office.seller.id),
                       "duration_hours": "4", "checklist": "Walls\nFloor\n", "after": ""},
                      {"key": "pay", "title": "Take the prepayment",
@@ -739,13 +739,18 @@ def test_writing_a_programme(office, signed_in):
         ("fit", 24, [], False, ["measure", "pay"])]
 
     # Editing the stages makes version 2; a rename alone does not.
+    assert programme.start_on_deal_won is True
+    assert "Starts by itself for every deal that is won." in page(
+        c, f"/tasks/programmes/{programme.id}")
     edit = page(c, f"/tasks/programmes/{programme.id}/edit")
     assert 'value="measure, pay"' in edit and "Walls\nFloor" in edit
+    assert re.search(r'name="start_on_deal_won" value="1" checked', edit)
     c.form(f"/tasks/programmes/{programme.id}/edit", {
         "theme": "installation", "name": "Install a kitchen",
         **stage_rows({"key": "measure", "title": "Measure twice", "post_id": str(office.seller.id),
                       "duration_hours": "4", "after": "-"})})
     assert db.session.get(Programme, programme.id).current.number == 2
+    assert db.session.get(Programme, programme.id).start_on_deal_won is False  # unticked
     html = page(c, f"/tasks/programmes/{programme.id}")
     assert [text(v)[:9] for v in parts(html, "versions")[0].split("</li>")[:2]] == [
         "Version 2", "Version 1"]
