@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from babel.numbers import get_currency_precision
+from babel import Locale
+from babel.numbers import format_currency, get_currency_precision
 from flask import (
     abort,
     current_app,
@@ -27,9 +28,9 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import get_locale, to_user_timezone
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_babel import to_user_timezone
 from flask_login import current_user
 from sqlalchemy import func, select
 from sqlalchemy.orm import aliased, joinedload, selectinload
@@ -110,7 +111,8 @@ def clients_shell():
             "stage_kind_names": STAGE_KIND_NAMES, "date_kind_names": DATE_KIND_NAMES,
             "reason_kind_names": REASON_KIND_NAMES, "step_filters": STEP_FILTERS,
             "now": utcnow(), "local_input": _local_input, "clients_nav": _nav,
-            "company_label": _company_label, "amount_input": _amount_input}
+            "company_label": _company_label, "amount_input": _amount_input,
+            "short_money": _short_money, "when_format": "EEE d MMM y, HH:mm"}
 
 
 def _nav() -> dict:
@@ -137,6 +139,16 @@ def _nav() -> dict:
 def _company_label(company) -> str:
     """How a company is typed into a company field: its name and its number."""
     return f"{company.name} (#{company.id})" if company else ""
+
+
+def _short_money(minor: int | None, currency: str) -> str:
+    """Money in whole units, in the locale's pattern (board totals and cards)."""
+    if minor is None or not currency:
+        return ""
+    locale = get_locale() or Locale.parse("en")
+    pattern = locale.currency_formats["standard"].pattern.replace(".00", "")
+    return format_currency(round(from_minor(minor, currency)), currency, format=pattern,
+                           locale=locale, currency_digits=False)
 
 
 def _amount_input(minor: int | None, currency: str) -> str:
@@ -446,9 +458,13 @@ def _company_page(company_id: int, errors: dict | None = None, form=None, which:
         SignificantDate.company_id == company.id).order_by(SignificantDate.on)).all()
     today = to_user_timezone(utcnow()).date()
     editable = services.can_edit(me, company)
+    rollup = services.rollup(me, company.id) if family["below"] else None
+    if rollup:
+        order = {"open": 0, "won": 1, "lost": 2}
+        rollup["deals"] = sorted(rollup["deals"], key=lambda r: (order.get(r["status"], 9), r["currency"]))
     return render_template(
         "clients/company.html", company=company, family=family, editable=editable,
-        rollup=services.rollup(me, company.id) if family["below"] else None,
+        rollup=rollup, deal_titles={d.id: d.title for d in deals},
         contacts=services.contacts_of(me, company.id), deals=deals,
         history=services.history(me, company.id, limit=100), shares=shares,
         dates=[(d, services.next_occurrence(d, today)) for d in dates],
@@ -603,6 +619,9 @@ def contact(contact_id: int):
         .order_by(Interaction.occurred_at.desc(), Interaction.id.desc()).limit(100)).all()
     names = dict(db.session.execute(select(Company.id, Company.legal_name).where(
         Company.id.in_({i.company_id for i in history}))).all()) if history else {}
+    deal_ids = {i.deal_id for i in history if i.deal_id}
+    titles = dict(db.session.execute(select(Deal.id, Deal.title).where(
+        Deal.id.in_(deal_ids))).all()) if deal_ids else {}
     deals = db.session.scalars(select(Deal).options(joinedload(Deal.stage), joinedload(Deal.company))
                                .where(Deal.contact_id == person.id, services.deal_clause(me))
                                .order_by(Deal.updated_at.desc()).limit(50)).all()
@@ -613,7 +632,7 @@ def contact(contact_id: int):
         select(Company.id).where(Company.id.in_([k.company_id for k in person.links]),
                                  services.company_clause(me))))] if person.links else []
     return render_template("clients/contact.html", person=person, links=shown_links,
-                           history=history, company_names=names, deals=deals,
+                           history=history, company_names=names, deals=deals, deal_titles=titles,
                            dates=[(d, services.next_occurrence(d, today)) for d in dates])
 
 

@@ -31,11 +31,14 @@
   // --- the board ----------------------------------------------------------------------------
   function money(minor, currency, lang) {
     try {
-      const fmt = new Intl.NumberFormat(lang || undefined, { style: "currency", currency: currency });
-      const digits = fmt.resolvedOptions().maximumFractionDigits;
-      return fmt.format(minor / Math.pow(10, digits));
+      const digits = new Intl.NumberFormat("en", { style: "currency", currency: currency })
+        .resolvedOptions().maximumFractionDigits;
+      const whole = new Intl.NumberFormat(lang || undefined, {
+        style: "currency", currency: currency, minimumFractionDigits: 0, maximumFractionDigits: 0,
+      });
+      return whole.format(Math.round(minor / Math.pow(10, digits)));
     } catch (e) {
-      return (minor / 100).toFixed(2) + " " + currency;
+      return Math.round(minor / 100) + " " + currency;
     }
   }
 
