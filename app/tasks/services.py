@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import and_, case, func, literal, or_, select, union_all, update
 from sqlalchemy.orm import joinedload, selectinload
 
 from app.core import attachments, audit, feed, links, markup, notifications
@@ -531,9 +531,10 @@ def _check_step(task: Task, step: Step, done: bool) -> None:
     if task.status not in ACTIVE:
         raise Conflict(_("Steps are checked while the work is open."))
     index = task.steps.index(step)
-    # A sequential step follows every step before it: a parallel one goes alongside the step
-    # before it, not instead of it.
-    earlier = [n for n, s in enumerate(task.steps[:index], start=1) if s.done_at is None]
+    # A sequential step follows every required step before it: a parallel one goes alongside
+    # the step before it, not instead of it; an optional one may be skipped.
+    earlier = [n for n, s in enumerate(task.steps[:index], start=1)
+               if s.done_at is None and s.required]
     if done and not step.parallel and earlier:
         raise Conflict(_("Step %(n)s comes first: “%(title)s”.", n=earlier[-1],
                          title=task.steps[earlier[-1] - 1].title))
@@ -709,16 +710,22 @@ def board(actor: User, person_id: int | None = None, now: datetime | None = None
             raise NotFound(_("No such person in your team."))
         people = {person_id}
     scope = Task.assignee_id.in_(people)
-    recent = or_(Task.status != "done", Task.done_at >= now - DONE_ON_BOARD)
-    totals = dict(db.session.execute(
-        select(Task.status, func.count()).where(scope, Task.status.in_(BOARD_COLUMNS), recent)
-        .group_by(Task.status)).all())
+    since = now - DONE_ON_BOARD
+    waiting = [s for s in BOARD_COLUMNS if s != "done"]
+    # Two counts, each read from an index alone (ix_task_assignee_status_due, ix_task_done).
+    totals = dict(db.session.execute(union_all(
+        select(Task.status, func.count()).where(scope, Task.status.in_(waiting))
+        .group_by(Task.status),
+        select(literal("done"), func.count()).where(scope, Task.status == "done",
+                                                    Task.done_at >= since))).all())
     out = {}
     for status in BOARD_COLUMNS:
-        order = (Task.done_at.desc(),) if status == "done" else (
-            Task.due_at.is_(None), Task.due_at, Task.id)
+        if status == "done":
+            where, order = (Task.done_at >= since,), (Task.done_at.desc(), Task.id.desc())
+        else:  # by due time, undated last; ix_task_status_due gives this order for big scopes
+            where, order = (), (Task.due_at.asc().nulls_last(), Task.id)
         tasks = db.session.scalars(_listing(
-            select(Task).where(scope, Task.status == status, recent).order_by(*order)
+            select(Task).where(scope, Task.status == status, *where).order_by(*order)
             .limit(limit))).all()
         out[status] = {"tasks": list(tasks), "total": totals.get(status, 0)}
     return out
@@ -1055,7 +1062,8 @@ def on_post_holder_added(assignment, actor=None, **_kw) -> None:
     if post is None:
         return
     holders = {u.id for u in chart.holding(post).users} | {assignment.user_id}
-    moved = db.session.scalars(select(Task).where(
+    moved = db.session.scalars(select(Task).options(
+        selectinload(Task.watchers), selectinload(Task.steps)).where(
         Task.post_id == post.id, Task.status.in_(ACTIVE),
         or_(Task.assignee_id.is_(None), Task.assignee_id.not_in(holders)))).all()
     for task in moved:
@@ -1063,7 +1071,10 @@ def on_post_holder_added(assignment, actor=None, **_kw) -> None:
         task.assignee_id = assignment.user_id
         _audit(actor, "task.follow_post", task, before={"assignee_id": before},
                after={"assignee_id": task.assignee_id})
+        tell(task.assignee_id, None, _l("Work of your post %(post)s is now yours",
+                                        post=post.title), task)
         _changed(task, [before] if before else [])
+    db.session.flush()
 
 
 def on_post_holder_removed(assignment, actor=None, **_kw) -> None:
@@ -1082,6 +1093,9 @@ def on_post_holder_removed(assignment, actor=None, **_kw) -> None:
         before = (task.assignee_id, task.requested_of_id)
         if task.assignee_id == leaver and holders and leaver not in holders:
             task.assignee_id = holders[0]
+            if task.status in ACTIVE:  # a request is told of by its decision
+                tell(task.assignee_id, None, _l("Work of your post %(post)s is now yours",
+                                                post=post.title), task)
         if task.requested_of_id == leaver:
             posts = [post] if post else (chart.own_posts(task.assignee_id)
                                          or chart.effective_posts(task.assignee_id))

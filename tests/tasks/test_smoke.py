@@ -56,3 +56,11 @@ def test_due_before_start_is_refused(office):
     with pytest.raises(ValidationError):
         tasks.create_task(office.Helen, {"title": "x", "start_at": now.isoformat(),
                                          "due_at": (now - timedelta(hours=1)).isoformat()})
+
+
+def test_an_optional_step_may_be_skipped(office):
+    task = tasks.create_task(office.Helen, {"title": "Visit", "steps": [
+        {"title": "Call ahead", "required": False}, {"title": "Go"}]})
+    tasks.update_step(office.Helen, task.id, task.steps[1].id, {"done": True})
+    tasks.set_status(office.Helen, task.id, {"action": "done"})
+    assert task.status == "done" and task.steps[0].done_at is None
