@@ -34,6 +34,14 @@ PAGES = [
     ("mail-search", "/mail/search?q=report"),
     ("mail-overdue", "/mail/overdue"),
     ("mail-analytics", "/mail/analytics"),
+    ("clients", "/clients/"),
+    ("clients-overdue", "/clients/?step=overdue"),
+    ("clients-contacts", "/clients/contacts"),
+    ("clients-leads", "/clients/leads"),
+    ("clients-deals", "/clients/deals?step=overdue"),
+    ("clients-company-form", "/clients/companies/new"),
+    ("clients-admin", "/clients/admin"),
+    ("clients-pipelines", "/clients/admin/pipelines"),
 ]
 
 
@@ -59,6 +67,7 @@ def main(base: str, email: str = "admin@demo.crm", password: str = DEMO_PASSWORD
         page.wait_for_load_state("networkidle")
         page.screenshot(path=OUT / "post.png", full_page=True)
         mail(page, base)
+        clients(page, base)
         browser.close()
 
 
@@ -75,6 +84,38 @@ def mail(page, base: str) -> None:
     page.get_by_test_id("picker-to").fill("sales")
     page.get_by_test_id("picker-option").first.wait_for()
     page.screenshot(path=OUT / "mail-compose.png", full_page=True)
+
+
+def clients(page, base: str) -> None:
+    """The holding's card, a subsidiary's card with the log form refused, a lead, a deal, and
+    the board with the lost-reason dialog open (cancelled: nothing is changed)."""
+    page.goto(f"{base}/clients/?q=Гранит Групп")
+    page.get_by_test_id("company-row").first.get_by_role("link").first.click()
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=OUT / "clients-company.png", full_page=True)
+    page.get_by_test_id("holding").get_by_role("link").first.click()
+    page.wait_for_load_state("networkidle")
+    page.locator("label[for=log-outcome-advance]").click()
+    page.get_by_test_id("log-submit").click()  # advancing without a step: refused, shown again
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=OUT / "clients-company-log.png")
+    page.goto(f"{base}/clients/leads?show=overdue")
+    page.get_by_test_id("lead-row").first.get_by_role("link").first.click()
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=OUT / "clients-lead.png", full_page=True)
+    page.goto(f"{base}/clients/deals")
+    page.get_by_test_id("deal-row").first.get_by_role("link").first.click()
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=OUT / "clients-deal.png", full_page=True)
+    page.goto(f"{base}/clients/pipelines")
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=OUT / "clients-board.png")
+    lost = page.locator('[data-stage-kind="lost"] .deal-cards')
+    page.locator('[data-stage-kind="open"] .deal-card').first.drag_to(lost)
+    page.get_by_test_id("lost-modal").wait_for(state="visible")
+    page.wait_for_timeout(300)  # the dialog fades in
+    page.screenshot(path=OUT / "clients-board-lost.png")
+    page.get_by_role("button", name="Cancel").click()
 
 
 if __name__ == "__main__":
