@@ -531,9 +531,9 @@ def duplicates(email: str = "", phone: str = "", tax_number: str = "") -> list[C
     if tax_number.strip():
         conds.append(Company.tax_number == tax_number.strip())
     if email.strip():
-        conds.append(Company.search_text.like(f"%{email.strip().lower()}%"))
+        conds.append(Company.search_text.like(_like(email.strip().lower()), escape="\\"))
     if len(digits(phone)) >= 6:
-        conds.append(Company.search_text.like(f"%{digits(phone)}%"))
+        conds.append(Company.search_text.like(_like(digits(phone)), escape="\\"))
     if not conds:
         return []
     return list(db.session.scalars(select(Company).where(or_(*conds), Company.archived_at.is_(None))
@@ -850,11 +850,23 @@ def _stage(pipeline_id: int, stage_id: int | None) -> Stage:
     return stage
 
 
+def _deal_editable(actor: User, deal_id: int) -> Deal:
+    """A deal is changed by its responsible manager, those above them, and whoever may
+    change its company; a colleague the company is shared with only reads it."""
+    deal = get_deal(actor, deal_id)
+    if not (can_edit(actor, deal.company) or deal.responsible_id in directed_ids(actor)):
+        raise PermissionDenied(_("Only the deal's responsible manager and those above them may "
+                                 "change it."))
+    return deal
+
+
 def create_deal(actor: User, data: Mapping) -> Deal:
     values = load(DealIn(), data)
     company = get_company(actor, values["company_id"])
     if values["contact_id"]:
-        get_contact(actor, values["contact_id"])
+        contact = get_contact(actor, values["contact_id"])
+        if all(link.company_id != company.id for link in contact.links):
+            raise _fail("contact_id", _("This contact is not at this company."))
     pipeline_id = values["pipeline_id"] or next((p.id for p in pipelines()), None)
     if pipeline_id is None:
         raise _fail("pipeline_id", _("No pipeline yet: an administrator sets one up first."))
@@ -881,7 +893,7 @@ def create_deal(actor: User, data: Mapping) -> Deal:
 
 def update_deal(actor: User, deal_id: int, data: Mapping) -> Deal:
     values = load(DealIn(), data, partial=True)
-    deal = get_deal(actor, deal_id)
+    deal = _deal_editable(actor, deal_id)
     if "company_id" in values and values["company_id"] != deal.company_id:
         get_company(actor, values["company_id"])
         deal.company_id = values["company_id"]
@@ -945,7 +957,7 @@ def move_deal(actor: User, deal_id: int, data: Mapping) -> Deal:
     """Move a deal to another stage of its pipeline; losing it needs a reason; winning it
     tells the modules that listen (a programme can start, a draft invoice be made)."""
     values = load(MoveIn(), data)
-    deal = get_deal(actor, deal_id)
+    deal = _deal_editable(actor, deal_id)
     stage = _stage(deal.pipeline_id, values["stage_id"])
     if stage.id == deal.stage_id:
         return deal

@@ -55,3 +55,32 @@ def test_advancing_needs_a_next_step(office):
     assert company.next_step == "Send offer" and company.status == "active"
     found = clients.duplicates(phone="+7 900 123 45 67")
     assert [c.id for c in found] == [company.id]
+
+
+def test_a_colleague_a_client_is_shared_with_reads_its_deals_but_does_not_move_them(
+        office, admin, pipeline):
+    from app.core.errors import PermissionDenied
+
+    company = clients.create_company(office.Sam, {"legal_name": "Gamma"})
+    deal = clients.create_deal(office.Sam, {"title": "Doors", "company_id": company.id})
+    clients.share(office.Sam, company.id, {"user_ids": [office.Fred.id]})
+    assert clients.get_deal(office.Fred, deal.id).title == "Doors"
+    with pytest.raises(PermissionDenied):
+        clients.move_deal(office.Fred, deal.id, {"stage_id": pipeline.stages[1].id})
+    with pytest.raises(PermissionDenied):
+        clients.update_deal(office.Fred, deal.id, {"title": "Mine"})
+    assert (deal.stage.name, deal.title) == ("New", "Doors")
+
+
+def test_a_deal_names_a_contact_of_its_own_company(office, pipeline):
+    mine = clients.create_company(office.Sam, {"legal_name": "Delta"})
+    other = clients.create_company(office.Sam, {"legal_name": "Epsilon"})
+    person = clients.create_contact(office.Sam, {"name": "Olga", "companies": [{"company_id": other.id}]})
+    with pytest.raises(ValidationError):
+        clients.create_deal(office.Sam, {"title": "x", "company_id": mine.id, "contact_id": person.id})
+
+
+def test_duplicates_read_percent_and_underscore_as_themselves(office):
+    clients.create_company(office.Sam, {"legal_name": "Zeta", "emails": ["a_b@zeta.test"]})
+    assert clients.duplicates(email="a%b@zeta.test") == []
+    assert [c.legal_name for c in clients.duplicates(email="a_b@zeta.test")] == ["Zeta"]
