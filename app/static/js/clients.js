@@ -91,8 +91,9 @@
         const data = await response.json().catch(() => null);
         if (!response.ok) {
           const err = data && data.error;
-          const fields = err && err.fields ? Object.values(err.fields).flat().join(" ") : "";
-          const text = err ? [err.message, fields].filter(Boolean).join(" ") : root.dataset.msgFailed;
+          const fields = err && err.fields ? Object.values(err.fields).flat() : [];
+          const parts = err ? [err.message, ...fields.filter((f) => f !== err.message)] : [];
+          const text = parts.filter(Boolean).join(" ") || root.dataset.msgFailed;
           throw new Error(text || root.dataset.msgFailed);
         }
         card.dataset.status = data.status;
@@ -145,6 +146,7 @@
         if (col.dataset.stageKind === "lost" && modalEl && window.bootstrap) {
           pendingLost = { card: card, col: col };
           lostForm.reset();
+          lostForm.elements.reason_id.classList.remove("is-invalid");
           const problem = modalEl.querySelector("[data-lost-error]");
           problem.classList.add("d-none");
           bootstrap.Modal.getOrCreateInstance(modalEl).show();
@@ -160,7 +162,15 @@
         e.preventDefault();
         if (!pendingLost) return;
         const problem = modalEl.querySelector("[data-lost-error]");
-        const reason = lostForm.elements.reason_id.value;
+        const select = lostForm.elements.reason_id;
+        const reason = select.value;
+        select.classList.toggle("is-invalid", !reason);
+        if (!reason) {
+          problem.textContent = select.dataset.required;
+          problem.classList.remove("d-none");
+          select.focus();
+          return;
+        }
         const result = await move(pendingLost.card, pendingLost.col, {
           reason_id: reason, note: lostForm.elements.note.value,
         });
