@@ -1065,15 +1065,36 @@ def _timeline(run: Run, now: datetime) -> dict:
                                     "cancelled": "cancelled"}.get(s.status, "waiting")
         rows.append({"task": s, "planned": bar(s.planned_start_at, s.planned_due_at),
                      "actual": bar(s.opened_at, actual_end), "tone": tone, "late": late})
-    with_time = span <= 3 * 86400
-    ticks = []
-    for k in range(7):
-        moment = t0 + timedelta(seconds=span * k / 6)
-        ticks.append({"x": round(k / 6 * 100, 3),
-                      "label": format_datetime(moment, "d MMM HH:mm" if with_time else "d MMM"),
-                      "anchor": "start" if k == 0 else ("end" if k == 6 else "middle")})
+    ticks = [{"x": pct(moment), "label": label,
+              "anchor": "start" if pct(moment) < 4 else ("end" if pct(moment) > 96 else "middle")}
+             for moment, label in _ticks(t0, t1)]
     now_x = pct(now) if t0 <= now <= t1 else None
     return {"rows": rows, "ticks": ticks, "now_x": now_x, "start": t0, "end": t1}
+
+
+TICK_STEPS = [timedelta(hours=h) for h in (1, 2, 3, 6, 12, 24, 48, 168, 336, 720)]
+
+
+def _ticks(t0: datetime, t1: datetime, most: int = 8) -> list[tuple[datetime, str]]:
+    """Round moments of the user's clock between two times (hours or days apart, at most
+    `most` of them), each with its label."""
+    step = next((s for s in TICK_STEPS if (t1 - t0) / s <= most), TICK_STEPS[-1])
+    local = t0.astimezone(_zone())
+    if step >= timedelta(days=1):
+        moment = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    else:
+        hours = int(step.total_seconds() // 3600)
+        moment = local.replace(minute=0, second=0, microsecond=0)
+        moment -= timedelta(hours=moment.hour % hours)
+    while moment < local:
+        moment += step
+    out = []
+    while moment <= t1:
+        daily = step >= timedelta(days=1) or moment.hour == 0 or not out
+        out.append((moment, format_datetime(moment, "d MMM" if step >= timedelta(days=1)
+                                            else ("d MMM HH:mm" if daily else "HH:mm"))))
+        moment += step
+    return out
 
 
 @bp.get("/runs/<int:run_id>")
