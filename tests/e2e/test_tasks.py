@@ -1,6 +1,7 @@
 """A head of sales starts a programme for a project; the seller holding the first stage's post
-ticks its checklist, attaches the signed act and closes it; the second stage appears at once
-on the cashier's open "my day" and on the head's open timeline, neither page reloaded."""
+comments, ticks its checklist, attaches the signed act and closes it. The comment and the
+closing appear at once on the stage's page the head has open, the second stage on the
+cashier's open "my day" and on the head's open timeline; no page is reloaded."""
 
 from __future__ import annotations
 
@@ -88,6 +89,20 @@ def test_a_programme_runs_stage_by_stage_live(live_server, new_page):
     seller.get_by_test_id("task-done").click()
     expect(seller.locator("#flash-area")).to_contain_text("Required steps are still open")
 
+    # The head, in another tab, follows the stage's page: the seller's comment appears there.
+    follower = new_page()
+    sign_in(follower, base, "hanna-tasks@example.test")
+    follower.goto(seller.url)
+    expect(follower.get_by_test_id("no-comments")).to_be_visible()
+    expect(follower.locator("body")).to_have_attribute("data-live", "1")
+    follower.evaluate(STAYED)
+    seller.get_by_test_id("comment-body").fill("The client signs *today*.")
+    seller.get_by_test_id("comment-send").click()
+    expect(seller.get_by_test_id("comment")).to_contain_text("The client signs today.")
+    expect(seller.get_by_test_id("comment-body")).to_have_value("")
+    expect(follower.get_by_test_id("comment")).to_contain_text("The client signs today.")
+    expect(follower.get_by_test_id("comment").locator("em")).to_have_text("today")
+
     # He ticks the checklist (each tick saved at once) and attaches the signed act.
     for i in range(2):
         steps.nth(i).locator("input[type=checkbox]").check()
@@ -102,6 +117,9 @@ def test_a_programme_runs_stage_by_stage_live(live_server, new_page):
     expect(seller.locator("#files")).to_contain_text("signed-act.pdf")
     seller.get_by_test_id("task-done").click()
     expect(seller.get_by_test_id("task-status")).to_have_text("Done")
+    expect(follower.get_by_test_id("task-status")).to_have_text("Done")  # its page, live too
+    expect(follower.get_by_test_id("step").nth(1)).to_have_class(re.compile(r"\bdone\b"))
+    assert follower.evaluate("window.stillHere") is True
 
     # The second stage is in the cashier's day, and the head's timeline moved on: live.
     stage = cashier.get_by_test_id("task-row").get_by_role("link", name="Issue the first invoice")
