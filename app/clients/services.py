@@ -66,6 +66,7 @@ from app.orgchart import chart as charts
 from app.orgchart import services as org
 
 DEFAULTS = {"lead_minutes": 15, "lead_post_id": 0}
+SEARCH_SIMILARITY = "0.5"  # pg_trgm word similarity a company's search needs
 MAX_DEPTH = 20  # of a holding
 
 
@@ -484,6 +485,10 @@ def search_companies(actor: User, q: str, limit: int = 50):
     needle = digits(q) if re.fullmatch(r"[\d\s()+\-]{5,}", q) else q
     like = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     if db.session.get_bind().dialect.name == "postgresql":
+        # pg_trgm's threshold (0.6) misses a name typed without its short words: "Рогакопыта"
+        # is 0.56 like "Рога и копыта". Lowered for this transaction (SET LOCAL).
+        db.session.execute(select(func.set_config("pg_trgm.word_similarity_threshold",
+                                                  SEARCH_SIMILARITY, True)))
         similar = Company.search_text.op("%>")(needle)  # word similarity, uses the trigram index
         return (stmt.where(or_(Company.search_text.like(like, escape="\\"), similar))
                 .order_by(func.word_similarity(needle, Company.search_text).desc(),
@@ -850,11 +855,15 @@ def _stage(pipeline_id: int, stage_id: int | None) -> Stage:
     return stage
 
 
-def _deal_editable(actor: User, deal_id: int) -> Deal:
+def can_edit_deal(actor: User, deal: Deal) -> bool:
     """A deal is changed by its responsible manager, those above them, and whoever may
     change its company; a colleague the company is shared with only reads it."""
+    return can_edit(actor, deal.company) or deal.responsible_id in directed_ids(actor)
+
+
+def _deal_editable(actor: User, deal_id: int) -> Deal:
     deal = get_deal(actor, deal_id)
-    if not (can_edit(actor, deal.company) or deal.responsible_id in directed_ids(actor)):
+    if not can_edit_deal(actor, deal):
         raise PermissionDenied(_("Only the deal's responsible manager and those above them may "
                                  "change it."))
     return deal
@@ -897,6 +906,8 @@ def update_deal(actor: User, deal_id: int, data: Mapping) -> Deal:
     if "company_id" in values and values["company_id"] != deal.company_id:
         get_company(actor, values["company_id"])
         deal.company_id = values["company_id"]
+    if "probability" in values and values["probability"] is None:
+        values["probability"] = deal.stage.probability  # none given: the stage's, as on create
     for name in ("title", "probability", "expected_close", "next_step", "next_step_at"):
         if name in values:
             value = values[name]
