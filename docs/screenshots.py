@@ -67,6 +67,7 @@ def main(base: str, email: str = "admin@demo.crm", password: str = DEMO_PASSWORD
         page.wait_for_load_state("networkidle")
         page.screenshot(path=OUT / "post.png", full_page=True)
         mail(page, base)
+        tasks(browser, page, base, password)
         clients(page, base)
         browser.close()
 
@@ -84,6 +85,50 @@ def mail(page, base: str) -> None:
     page.get_by_test_id("picker-to").fill("sales")
     page.get_by_test_id("picker-option").first.wait_for()
     page.screenshot(path=OUT / "mail-compose.png", full_page=True)
+
+
+def _signed_in(browser, base: str, email: str, password: str):
+    other = browser.new_page(viewport={"width": 1280, "height": 800})
+    other.goto(f"{base}/login")
+    other.fill("#email", email)
+    other.fill("#password", password)
+    other.click("button[type=submit]")
+    other.wait_for_url(f"{base}/")
+    return other
+
+
+def tasks(browser, page, base: str, password: str) -> None:
+    """An employee's day, a task and the new-task form; a head's team board; programmes and
+    runs as the administrator sees them."""
+    staff = _signed_in(browser, base, "staff@demo.crm", password)
+    staff.goto(f"{base}/tasks/")
+    staff.wait_for_load_state("networkidle")
+    staff.screenshot(path=OUT / "tasks.png", full_page=True)
+    staff.get_by_role("link", name="Call back Romashka about the offer").first.click()
+    staff.wait_for_load_state("networkidle")
+    staff.screenshot(path=OUT / "tasks-task.png", full_page=True)
+    staff.goto(f"{base}/tasks/new")
+    staff.fill("#f-title", "Quote for Acme")
+    staff.get_by_test_id("assignee-filter").fill("sales")  # the list narrows as one types
+    staff.screenshot(path=OUT / "tasks-new.png", full_page=True)
+    staff.close()
+    head = _signed_in(browser, base, "finance@demo.crm", password)
+    head.goto(f"{base}/tasks/board")
+    head.wait_for_load_state("networkidle")
+    head.screenshot(path=OUT / "tasks-board.png")  # the top of the columns
+    head.close()
+    page.goto(f"{base}/tasks/programmes")
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=OUT / "tasks-programmes.png", full_page=True)
+    page.get_by_role("link", name="New client onboarding").first.click()
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=OUT / "tasks-programme.png", full_page=True)
+    page.goto(f"{base}/tasks/runs")
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=OUT / "tasks-runs.png", full_page=True)
+    page.get_by_role("link", name="Purchase: laptops for sales").first.click()
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=OUT / "tasks-run.png", full_page=True)
 
 
 def clients(page, base: str) -> None:
