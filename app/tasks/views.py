@@ -388,7 +388,9 @@ def _value_text(name: str, value, people: dict[int, User]) -> str:
 
 def _history(task_id: int) -> list[dict]:
     """The audit events of a task in words: who did what, and what changed from what."""
-    events = services.history(current_user, task_id)
+    # Someone's reminders are their own business: the history shows only one's own.
+    events = [e for e in services.history(current_user, task_id)
+              if e.action != "task.reminder" or e.actor_id == current_user.id]
     ids: set[int] = set()
     for e in events:
         for side in (e.before or {}, e.after or {}):

@@ -520,7 +520,9 @@ def test_reminders_are_ones_own_and_in_the_future(office, signed_in, acme):
     assert (reminder.user_id, reminder.remind_at, reminder.note) == (
         office.Sam.id, NOW + timedelta(hours=2), "Ring back")
     assert "Ring back" in text(part(page(c, f"/tasks/{acme.id}"), "reminders"))
-    assert "Ring back" not in page(signed_in(office.Helen), f"/tasks/{acme.id}")  # Sam's own
+    assert "set a reminder" in text(part(page(c, f"/tasks/{acme.id}"), "history"))
+    helens = page(signed_in(office.Helen), f"/tasks/{acme.id}")
+    assert "Ring back" not in helens and "set a reminder" not in helens  # Sam's own
     assert signed_in(office.Helen).form(f"/tasks/reminders/{reminder.id}/delete").status_code == 404
     c.form(f"/tasks/reminders/{reminder.id}/delete")
     assert db.session.scalar(select(func.count()).select_from(Reminder)) == 0
