@@ -35,10 +35,14 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 
+# The client benchmarks need PostgreSQL (DATABASE_URL or TEST_DATABASE_URL); without it they
+# say so and are skipped.
 bench: install
 	$(BIN)/python -m bench.api_me
 	$(BIN)/python -m bench.orgchart_board
 	$(BIN)/python -m bench.mail_delivery
+	$(BIN)/python -m bench.clients_import
+	$(BIN)/python -m bench.clients_search
 
 # PostgreSQL only: a million messages (DATABASE_URL must point at PostgreSQL).
 bench-search: install

@@ -665,6 +665,8 @@ class _Companies(_Planner):
                 progress("checking", done, len(rows))
         self.parents()
         self.plan.changed = [r for r in self.by_id.values() if r.changes]
+        if progress is not None:
+            progress("checking", len(rows), len(rows))
 
     def _input(self, values: list[str], report: RowReport) -> dict:
         data: dict = {}
@@ -1004,6 +1006,8 @@ class _Contacts(_Planner):
             if progress is not None and done % 5000 == 0:
                 progress("checking", done, len(rows))
         self.plan.changed = [r for r in self.by_id.values() if r.changes]
+        if progress is not None:
+            progress("checking", len(rows), len(rows))
 
     def find_company(self, ref: str) -> tuple[int | None, str | None]:
         tax = re.sub(r"\s+", "", ref)
@@ -1241,11 +1245,10 @@ def import_file(actor: User, kind: str, content: bytes, mapping: dict[str, list[
                 *, filename: str = "", progress: Progress | None = None) -> tuple[Plan, dict]:
     """Read, check and write a file in one go (the mapping guessed unless given); refuses
     the whole file when a row has an error."""
-    head = read_head(content)
-    mapping = check_mapping(kind, mapping if mapping is not None
-                            else guess_mapping(kind, head.headers), head.width)
-    sheet = read_sheet(content, mapped_columns(mapping), progress=progress)
+    sheet = read_sheet(content, progress=progress)  # a workbook is parsed once
+    if not any(sheet.headers):
+        raise spreadsheets.refuse(_("The first row must name the columns."))
+    mapping = mapping if mapping is not None else guess_mapping(kind, sheet.headers)
     planned = plan(actor, kind, sheet, mapping, filename=filename,
-                   sha256=hashlib.sha256(content).hexdigest(), progress=progress,
-                   columns_kept=True)
+                   sha256=hashlib.sha256(content).hexdigest(), progress=progress)
     return planned[0], apply(actor, kind, planned)
