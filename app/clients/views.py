@@ -857,8 +857,10 @@ def board(pipeline_id: int):
         for deal in columns.get(stage.id, []):
             sums[deal.currency] += deal.amount_minor
         totals[stage.id] = sorted(sums.items())
+    movable = {d.id for cards in columns.values() for d in cards
+               if services.can_edit_deal(current_user, d)}
     return render_template("clients/board.html", pipeline=pipeline, pipelines=every,
-                           stages=stages, columns=columns, totals=totals,
+                           stages=stages, columns=columns, totals=totals, movable=movable,
                            lost_reasons=services.reasons("lost"))
 
 
@@ -876,13 +878,21 @@ def _deal_page(deal_id: int, errors: dict | None = None, form=None, which: str =
                                     joinedload(Interaction.reason))
         .where(Interaction.deal_id == deal.id)
         .order_by(Interaction.occurred_at.desc(), Interaction.id.desc()).limit(100)).all()
-    company_editable = services.can_edit(me, deal.company)
+    # A deal's responsible may not see its company (it is kept by someone else): the deal
+    # is theirs to move, the company's card and contacts are not.
+    seen = _sees_company(deal.company_id)
     return render_template(
         "clients/deal.html", deal=deal, steps=list(reversed(steps)), history=history,
         stages=[s for s in deal.pipeline.stages if s.archived_at is None],
-        contacts=services.contacts_of(me, deal.company_id),
+        contacts=services.contacts_of(me, deal.company_id) if seen else [], company_seen=seen,
+        editable=services.can_edit_deal(me, deal),
         reasons={k: services.reasons(k) for k in ("refusal", "complaint", "lost")},
-        company_editable=company_editable, errors=errors or {}, form=form or {}, which=which)
+        errors=errors or {}, form=form or {}, which=which)
+
+
+def _sees_company(company_id: int) -> bool:
+    return db.session.scalar(select(Company.id).where(
+        Company.id == company_id, services.company_clause(current_user))) is not None
 
 
 @bp.get("/deals/<int:deal_id>")
@@ -909,6 +919,8 @@ def _deal_data(form, new: bool) -> dict:
 
 def _deal_form(deal: Deal | None, errors: dict | None = None, form=None):
     company = deal.company if deal else None
+    if company is not None and not _sees_company(company.id):
+        company = None
     if company is None and not form and _arg_id("company_id"):
         company = services.get_company(current_user, _arg_id("company_id"))
     if form and form.get("company"):
@@ -937,9 +949,14 @@ def deal_new():
 @bp.route("/deals/<int:deal_id>/edit", methods=["GET", "POST"])
 def deal_edit(deal_id: int):
     row = services.get_deal(current_user, deal_id)
+    if not services.can_edit_deal(current_user, row):
+        raise PermissionDenied(_("Only the deal's responsible manager and those above them may "
+                                 "change it."))
     if request.method == "GET":
         return _deal_form(row)
     data = _deal_data(request.form, new=False)
+    if data["company_id"] is None and not _sees_company(row.company_id):
+        data.pop("company_id")  # kept by a colleague: the responsible cannot change it
     if data.get("responsible_id") == row.responsible_id:
         data.pop("responsible_id")  # unchanged: kept even when its holder has left
     try:
