@@ -41,6 +41,7 @@ bench: install
 	$(BIN)/python -m bench.api_me
 	$(BIN)/python -m bench.orgchart_board
 	$(BIN)/python -m bench.mail_delivery
+	$(BIN)/python -m bench.tasks_views
 	$(BIN)/python -m bench.clients_import
 	$(BIN)/python -m bench.clients_search
 

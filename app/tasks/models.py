@@ -129,6 +129,11 @@ class Task(db.Model):
         Index("ix_task_creator_status", "creator_id", "status"),
         Index("ix_task_link", "link_kind", "link_id"),
         Index("ix_task_post_status", "post_id", "status"),
+        # The board of a large scope: a column in due order, read until it is full; and the
+        # work done lately (counted and listed without visiting older done work).
+        Index("ix_task_status_due", "status", "due_at", "id"),
+        Index("ix_task_done", "assignee_id", "done_at", postgresql_where=text("status = 'done'"),
+              sqlite_where=text("status = 'done'")),
         # The escalation job's question: active work past due, not yet escalated.
         Index("ix_task_overdue", "due_at",
               postgresql_where=text("escalated_at IS NULL AND status IN ('open', 'in_progress')"),
