@@ -693,6 +693,10 @@ def log_interaction(actor: User, data: Mapping) -> Interaction:
     deal = get_deal(actor, values["deal_id"]) if values["deal_id"] else None
     if deal is not None and deal.company_id != company.id:
         raise _fail("deal_id", _("This deal is another company's."))
+    if deal is not None and values["outcome"] == "refuse" and not can_edit_deal(actor, deal):
+        # refusing loses the deal: the same people as move it
+        raise PermissionDenied(_("Only the deal's responsible manager and those above them may "
+                                 "change it."))
     if values["contact_id"]:
         contact = get_contact(actor, values["contact_id"])
         if all(link.company_id != company.id for link in contact.links):

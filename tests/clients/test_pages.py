@@ -261,9 +261,13 @@ def test_edit_and_archive_only_for_those_who_may(world, db, app):
     assert f'draggable="true" data-deal-id="{world.deal.id}"' in text(world.sam.get(board))
     world.fred.form(f"/clients/companies/{world.acme.id}/archive")
     assert db.session.get(Company, world.acme.id).archived_at is None
-    # A colleague it is shared with logs contacts.
+    # A colleague it is shared with logs contacts, but does not lose its deals by refusing.
     resp = world.fred.form(f"/clients/companies/{world.acme.id}/log", {"kind": "note", "subject": "Saw them"})
     assert resp.status_code == 302
+    resp = world.fred.form(f"/clients/companies/{world.acme.id}/log", {
+        "kind": "refusal", "deal_id": str(world.deal.id), "outcome": "refuse",
+        "reason_id": str(world.reasons.refusal.id)})
+    assert resp.status_code == 403 and db.session.get(Deal, world.deal.id).status == "open"
     # The responsible archives it; it leaves the list, its card stays.
     assert world.sam.form(f"/clients/companies/{world.acme.id}/archive").status_code == 302
     assert db.session.get(Company, world.acme.id).archived_at is not None
