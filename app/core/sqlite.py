@@ -36,3 +36,16 @@ def _lower(value):
 def _on_begin(conn):
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def include_object_for(dialect: str):
+    """Alembic's `include_object` for a database: an index built only on another database
+    (PostgreSQL's trigram and full-text indexes, `Index(...).ddl_if(dialect=...)`) is neither
+    compared nor generated there."""
+
+    def include(obj, name, type_, reflected, compare_to) -> bool:
+        only = getattr(obj, "_ddl_if", None)
+        return not (type_ == "index" and only is not None and only.dialect
+                    and only.dialect != dialect)
+
+    return include
