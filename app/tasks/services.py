@@ -361,8 +361,9 @@ def update_task(actor: User, task_id: int, data: Mapping) -> Task:
             raise Conflict(_("A stage goes to its post's holder; it cannot be given to "
                              "someone else."))
         spot = place(actor, values["assignee"])
+        asked = task.requested_of_id if task.status == "requested" else None
         if (spot.assignee_id, spot.post_id, spot.requested_of_id) != (
-                task.assignee_id, task.post_id, None):
+                task.assignee_id, task.post_id, asked):  # the same again asks nobody again
             told.add(task.assignee_id) if task.assignee_id else None
             task.assignee_id, task.post_id = spot.assignee_id, spot.post_id
             task.requested_of_id = spot.requested_of_id

@@ -64,3 +64,20 @@ def test_an_optional_step_may_be_skipped(office):
     tasks.update_step(office.Helen, task.id, task.steps[1].id, {"done": True})
     tasks.set_status(office.Helen, task.id, {"action": "done"})
     assert task.status == "done" and task.steps[0].done_at is None
+
+
+def test_saving_a_request_with_the_same_assignee_does_not_ask_again(office):
+    from sqlalchemy import func, select
+
+    from app.core.models import Notification
+    from app.extensions import db
+
+    asked = tasks.create_task(office.Sam, {"title": "Pay", "assignee": f"post:{office.cashier.id}"})
+
+    def told() -> int:
+        return db.session.scalar(select(func.count()).select_from(Notification).where(
+            Notification.user_id == office.Fred.id))
+
+    before = told()
+    tasks.update_task(office.Sam, asked.id, {"assignee": f"post:{office.cashier.id}", "title": "Pay now"})
+    assert (asked.status, asked.requested_of_id, told()) == ("requested", office.Fred.id, before)
