@@ -23,7 +23,7 @@ import matplotlib
 from flask_babel import gettext as _
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from app.core.errors import ValidationError
 
@@ -53,6 +53,7 @@ class Chart:
     notes: tuple[str, ...] = ()
     unit: str = ""
     integer: bool = True  # whole numbers on the value axis
+    colors: tuple[int, ...] = ()  # "hbars": a colour (an index into COLORS) per bar
 
     def key(self, fmt: str) -> str:
         return hashlib.sha256(repr((fmt, self)).encode()).hexdigest()
@@ -63,12 +64,12 @@ class Chart:
 
 
 def chart(style: str, title: str, labels, series, notes=(), unit: str = "",
-          integer: bool = True) -> Chart:
+          integer: bool = True, colors=()) -> Chart:
     if style not in STYLES:
         raise ValueError(style)
     return Chart(style, str(title), tuple(str(x) for x in labels),
                  tuple((str(name), tuple(float(v) for v in values)) for name, values in series),
-                 tuple(str(n) for n in notes), str(unit), integer)
+                 tuple(str(n) for n in notes), str(unit), integer, tuple(int(c) for c in colors))
 
 
 def etag(data: Chart, fmt: str) -> str:
@@ -130,9 +131,19 @@ def _draw(data: Chart, fmt: str) -> bytes:
     return out.getvalue()
 
 
+def _compact(value: float, _pos=None) -> str:
+    """1 500 000 as 1.5M, 20 000 as 20k: amounts on an axis without an offset."""
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= limit:
+            return f"{value / limit:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
 def _value_axis(axis, data: Chart) -> None:
     if data.integer:
         axis.set_major_locator(MaxNLocator(integer=True))
+    else:
+        axis.set_major_formatter(FuncFormatter(_compact))
 
 
 def _bars(ax, data: Chart) -> None:
@@ -171,7 +182,9 @@ def _hbars(ax, data: Chart) -> None:
     n = len(data.labels)
     ys = list(range(n))
     _name, values = data.series[0]
-    ax.barh(ys, values, 0.6, color=COLORS[0])
+    colors = [COLORS[c % len(COLORS)] for c in data.colors] if len(data.colors) == n \
+        else COLORS[0]
+    ax.barh(ys, values, 0.6, color=colors)
     ax.set_yticks(ys)
     ax.set_yticklabels(data.labels, fontsize=7)
     ax.invert_yaxis()  # the first label on top

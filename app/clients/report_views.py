@@ -5,15 +5,28 @@ from __future__ import annotations
 
 import io
 
+from babel.numbers import format_currency
 from flask import current_app, render_template, request, send_file
+from flask_babel import get_locale
 from flask_login import current_user
 
 from app.clients import bp, charts, reports, services
 from app.clients import dates_views as _dates_views  # noqa: F401 - the greeting's route
 from app.core.errors import ValidationError
-from app.core.money import format_money
+from app.core.money import format_money, from_minor
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
+
+
+def _money(minor: int, currency: str) -> str:
+    """An amount in the reader's way of writing money, without the minor units when it has
+    none (a report's columns stay narrow)."""
+    amount = from_minor(minor, currency)
+    if amount != amount.to_integral_value():
+        return format_money(minor, currency)
+    locale = get_locale()
+    pattern = locale.currency_formats["standard"].pattern.replace(".00", "")
+    return format_currency(amount, currency, format=pattern, locale=locale, currency_digits=False)
 
 
 def _cell(column: reports.Column, row: dict) -> str:
@@ -21,7 +34,7 @@ def _cell(column: reports.Column, row: dict) -> str:
     if value is None:
         return "—" if column.kind != "text" else ""
     if column.kind == "money":
-        return format_money(value, row["currency"]) if value else "—"
+        return _money(value, row["currency"]) if value else "—"
     if column.kind == "percent":
         return f"{value * 100:.0f}%"
     return str(value)

@@ -187,12 +187,11 @@ def filters(actor: User, data) -> Filters:
     values = load(ReportIn(), data)
     zone = _zone(actor)
     today = utcnow().astimezone(zone).date()
-    end = values["end"] or (today if not values["start"] else
-                            min(today, values["start"] + timedelta(days=DEFAULT_DAYS - 1)))
+    end = values["end"] or max(today, values["start"] or today)
     start = values["start"] or end - timedelta(days=DEFAULT_DAYS - 1)
-    if start > end:
+    if (end - start).days >= MAX_DAYS:
         raise ValidationError(_("Please correct the highlighted fields."),
-                              {"start": [_("The start is after the end.")]})
+                              {"start": [_("A period of at most two years.")]})
     scope = scope_of(actor)
     user_id = values["user_id"]
     if user_id is not None:
@@ -301,8 +300,9 @@ def funnel(actor: User, f: Filters) -> Report:
         rows, total={"stage": _("Deals opened in the period"), "reached": total,
                      "went_on": won, "conversion": _share(won, total), "open": total - won - lost,
                      "lost": lost},
-        note=_("Each deal opened in the period counts at the furthest stage it entered; the "
-               "total row's conversion is the share won."))
+        note=_("Each deal opened in the period counts at the furthest stage it entered. The "
+               "last row: the deals opened in the period, how many of them were won and their "
+               "share, how many are still open and how many were lost."))
     picture = charts.chart("hbars", table.title, [r["stage"] for r in rows],
                            [(_("Reached"), [r["reached"] for r in rows])],
                            notes=[f"{r['reached']} · {_pct(r['conversion'])}" if r["went_on"]
@@ -420,9 +420,9 @@ def reasons(actor: User, f: Filters) -> Report:
         .group_by(Deal.lost_reason_id))]
     names = _names(Reason, [rid for _k, rid, _n in [*contacts, *lost]])
     tables = []
-    labels, values, notes = [], [], []
+    labels, values, notes, colors = [], [], [], []
     titles = {"refusal": _("Refusals"), "complaint": _("Complaints"), "lost": _("Lost deals")}
-    for which in ("refusal", "complaint", "lost"):
+    for group, which in enumerate(("refusal", "complaint", "lost")):
         found = [(names.get(rid, _("No reason given")), n) for k, rid, n in [*contacts, *lost]
                  if k == which]
         whole = sum(n for _name, n in found)
@@ -436,8 +436,9 @@ def reasons(actor: User, f: Filters) -> Report:
             labels.append(f"{titles[which]}: {row['reason']}")
             values.append(row["count"])
             notes.append(f"{row['count']} · {_pct(row['share'])}")
+            colors.append(group)
     picture = charts.chart("hbars", _("Refusals, complaints and lost deals by reason"), labels,
-                           [(_("Count"), values)], notes=notes)
+                           [(_("Count"), values)], notes=notes, colors=colors)
     return Report("reasons", str(KIND_NAMES["reasons"]), f, tables, picture)
 
 

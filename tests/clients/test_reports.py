@@ -198,6 +198,17 @@ def test_each_report_is_a_few_queries_whatever_the_rows(office, admin, data, cou
         assert len(statements) <= 8, (kind, statements)
 
 
+def test_the_period_defaults_to_twelve_weeks_up_to_today(office, admin, data):
+    at(30)  # 1 April 2026
+    f = reports.filters(admin, {})
+    assert (f.start.isoformat(), f.end.isoformat()) == ("2026-01-08", "2026-04-01")
+    f = reports.filters(admin, {"start": "2026-03-02"})
+    assert (f.start.isoformat(), f.end.isoformat()) == ("2026-03-02", "2026-04-01")
+    f = reports.filters(admin, {"end": "2026-03-29"})
+    assert f.start.isoformat() == "2026-01-05"
+    assert [label for _at, label in reports.buckets(f)][:2] == ["5 Jan", "12 Jan"]
+
+
 def test_scope_and_bad_filters(office, admin, data):
     with pytest.raises(NotFound):
         reports.build(office.Sam, "sales", {**PERIOD, "user_id": office.Sara.id})
@@ -227,6 +238,8 @@ def test_pages_xlsx_and_pictures(app, office, data, client):
                                                          "group": "client"})
     assert sales.status_code == 200 and "=Alpha" in sales.get_data(as_text=True)
     assert "Delta" not in sales.get_data(as_text=True)  # Fred's client
+    assert "RUB1,000<" in sales.get_data(as_text=True)  # whole amounts without the kopecks
+    assert "RUB500.50<" in sales.get_data(as_text=True)
     bad = client.get("/clients/reports", query_string={"kind": "sales", "start": "2026-03-10",
                                                        "end": "2026-03-01"})
     assert bad.status_code == 422 and "The end is before the start." in bad.get_data(as_text=True)
