@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.clients import services as clients
-from app.clients.models import Interaction, SignificantDate
+from app.clients.models import Interaction
 from app.core import clock, jobs
 from app.core.errors import NotFound, PermissionDenied, ValidationError
 from app.core.models import AuditEvent, Notification, OutboundEmail
@@ -198,6 +198,10 @@ def test_the_greeting_button_on_the_contact_page(app, office, admin, greeting, c
                                               "companies": [{"company_id": alpha.id}]})
     db.session.commit()
     assert client.sign_in(office.Sam.email).status_code == 302
+    page = client.get(f"/clients/contacts/{ivan.id}").get_data(as_text=True)
+    assert 'data-testid="greeting"' in page and f'value="{greeting.id}">Birthday<' in page
+    assert "No consent to be contacted: no greetings." in client.get(
+        f"/clients/contacts/{shy.id}").get_data(as_text=True)
     sent = client.form(f"/clients/contacts/{ivan.id}/greeting", {"template_id": greeting.id})
     assert sent.status_code == 302 and sent.location.endswith(f"/clients/contacts/{ivan.id}#greeting")
     refused = client.form(f"/clients/contacts/{shy.id}/greeting", {"template_id": greeting.id},
@@ -210,4 +214,3 @@ def test_the_greeting_button_on_the_contact_page(app, office, admin, greeting, c
     assert other.sign_in(office.Fred.email).status_code == 302
     assert other.form(f"/clients/contacts/{ivan.id}/greeting",
                       {"template_id": greeting.id}).status_code == 404
-    assert len(db.session.scalars(select(SignificantDate)).all()) == 0
