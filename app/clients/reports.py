@@ -232,12 +232,11 @@ def _bounds(f: Filters) -> list[datetime]:
     return [b for b, _label in buckets(f)] + [f.until]
 
 
-def _names(model, ids, attr: str = "name") -> dict[int, str]:
+def _names(model, ids) -> dict[int, str]:
     ids = sorted({i for i in ids if i is not None})
     if not ids:
         return {}
-    column = getattr(model, attr)
-    return dict(db.session.execute(select(model.id, column).where(model.id.in_(ids))).all())
+    return dict(db.session.execute(select(model.id, model.name).where(model.id.in_(ids))).all())
 
 
 def _share(part: int, whole: int) -> float | None:
@@ -349,10 +348,10 @@ def sales(actor: User, f: Filters) -> Report:
     if f.group == "manager":
         names = _names(User, (r[0] for r in found))
     elif f.group == "client":
-        names = _names(Company, (r[0] for r in found), "legal_name")
-        names.update({cid: n for cid, n in db.session.execute(
-            select(Company.id, Company.short_name).where(
-                Company.id.in_(list(names)), Company.short_name != "")).all()})
+        ids = sorted({r[0] for r in found})
+        names = dict(db.session.execute(select(
+            Company.id, func.coalesce(func.nullif(Company.short_name, ""), Company.legal_name))
+            .where(Company.id.in_(ids))).all()) if ids else {}
     elif f.group == "category":
         names = _names(Category, (r[0] for r in found))
     else:
