@@ -1,7 +1,8 @@
 """The demo company's tasks: programmes of several themes on the demo chart's posts (one
 edited to a second version, with runs on both), runs in progress, done and cancelled,
 projects, and tasks in every state with steps, watchers, comments, reminders and links to
-demo mail, overdue and due today for the demo accounts.
+demo mail, overdue and due today for the demo accounts. Runs are for demo clients and deals
+when the client base is there (it loads first), else for named clients.
 
 Everything goes through the services at past times (the clock is moved), so the rows, the
 audit log and the notifications are what real use would leave. Loading twice changes
@@ -114,7 +115,7 @@ ROUTINE = [
 ROUTINE_STEPS = ["Gather what is needed", "Do it", "Report back"]
 
 
-@demo_loader(30, "tasks")
+@demo_loader(50, "tasks")  # after the mail and the clients, so runs and tasks can link to them
 def load_tasks() -> None:
     if db.session.scalar(select(Programme.id).limit(1)) is not None or \
             db.session.scalar(select(Task.id).limit(1)) is not None:
@@ -239,6 +240,28 @@ class Demo:
             return None
         return f"message:{picked}"
 
+    def records(self, who: str, kind: str, table: str, count: int) -> list[links.Link]:
+        """Records of another module (clients, deals) this person may see, to run programmes
+        for; none when that module is not installed."""
+        rows = db.metadata.tables.get(table)
+        if rows is None or kind not in links.kinds():
+            return []
+        found = []
+        for (record_id,) in db.session.execute(select(rows.c.id).order_by(rows.c.id).limit(40)):
+            link = links.resolve(self.p[who], kind, record_id)
+            if link is not None:
+                found.append(link)
+            if len(found) == count:
+                break
+        return found
+
+    @staticmethod
+    def about(records: list, index: int, fallback: str) -> tuple[str, str | None]:
+        """A run's subject: the linked record's title, or a name when there is none."""
+        if index < len(records):
+            return records[index].title[:200], f"{records[index].kind}:{records[index].id}"
+        return fallback, None
+
     def stages(self, spec: list[dict], **changes) -> list[dict]:
         out = []
         for stage in spec:
@@ -304,14 +327,17 @@ class Demo:
             "stages": self.stages(PURCHASE)})
 
         # New client, version 1: one run finished, one still going.
-        romashka = self.run("svetlana", new_client, self.ago(35), "Onboarding: Romashka LLC")
+        clients = self.records("svetlana", "client", "client_company", 3)
+        title, link = self.about(clients, 0, "Romashka LLC")
+        romashka = self.run("svetlana", new_client, self.ago(35), f"Onboarding: {title}", link)
         t = self.ago(35)
         for key, hours in (("qualify", 3), ("offer", 30), ("contract", 20), ("invoice", 5),
                            ("welcome", 20)):
             t += timedelta(hours=hours)
             self.done(self.stage(romashka, key), t)
-        vector = self.run("svetlana", new_client, self.ago(22), "Onboarding: Vector Ltd",
-                          link=self.message_link(("svetlana",), "contract", "client"))
+        title, link = self.about(clients, 1, "Vector Ltd")
+        vector = self.run("svetlana", new_client, self.ago(22), f"Onboarding: {title}",
+                          link=link or self.message_link(("svetlana",), "contract", "client"))
         self.done(self.stage(vector, "qualify"), self.ago(21, 20))
         self.done(self.stage(vector, "offer"), self.ago(20, 2))
         self.comment("svetlana", self.stage(vector, "contract"), self.ago(19),
@@ -324,8 +350,9 @@ class Demo:
             "stages": self.stages(NEW_CLIENT + [PAYMENT],
                                   offer={"duration_hours": 72},
                                   welcome={"after": ["payment"]})})
-        granit = self.run("svetlana", new_client, self.ago(3), "Onboarding: Granit Trade",
-                          link=self.message_link(("svetlana",), "visit", "client"))
+        title, link = self.about(clients, 2, "Granit Trade")
+        granit = self.run("svetlana", new_client, self.ago(3), f"Onboarding: {title}",
+                          link=link or self.message_link(("svetlana",), "visit", "client"))
         self.done(self.stage(granit, "qualify"), self.ago(2, 22))
         offer = self.stage(granit, "offer")
         self.steps_done(offer, self.ago(2), count=1)
@@ -334,7 +361,9 @@ class Demo:
         self.run("nikolai", new_client, self.ago(0, 2), "Onboarding: Omega Log")
 
         # Installation: measuring done, ordering and prepayment side by side.
-        sirena = self.run("svetlana", installation, self.ago(6), "Installation: Cafe Sirena")
+        title, link = self.about(self.records("svetlana", "deal", "client_deal", 1), 0,
+                                 "Cafe Sirena")
+        sirena = self.run("svetlana", installation, self.ago(6), f"Installation: {title}", link)
         self.done(self.stage(sirena, "measure"), self.ago(5, 4))
         self.done(self.stage(sirena, "order"), self.ago(3, 1))
         self.comment("oleg", self.stage(sirena, "prepay"), self.ago(2),

@@ -110,6 +110,12 @@ def check_runs(demo):
                len({tuple(s.stage_after) for s in r.stages if s.stage_after}) <
                len([s for s in r.stages if s.stage_after]) for r in running)
     assert any(r.link_kind == "project" for r in runs)
+    if "client" in links.kinds():  # the client base is installed: runs for its clients
+        linked = [r for r in runs if r.link_kind in ("client", "deal")]
+        assert {r.link_kind for r in linked} == {"client", "deal"}
+        for run in linked:
+            link = links.resolve(run.started_by, run.link_kind, run.link_id)
+            assert link is not None and link.title in run.title
 
 
 def check_tasks():
