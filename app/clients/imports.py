@@ -982,11 +982,12 @@ class _Contacts(_Planner):
                 select(ContactLink.contact_id, ContactLink.company_id, ContactLink.position)):
             links.setdefault(contact_id, {})[company_id] = position
         self.hidden: set[int] = set()
+        visible = set(self.companies)
         for row in db.session.execute(select(*cols).where(Contact.archived_at.is_(None))):
             values = dict(zip(names, row, strict=True))
             record = _Record(values.pop("id"), values)
             record.links = links.get(record.id, {})
-            if not self.scope.sees_contact(values["created_by_id"], record.links, set(self.companies)):
+            if not self.scope.sees_contact(values["created_by_id"], record.links, visible):
                 self.hidden.add(record.id)
             self.by_id[record.id] = record
             self._remember(record)
