@@ -177,6 +177,13 @@ def test_duplicates_within_the_file_and_of_other_managers(office, db):
         ["Legal name", "Tax number"], ["Fred's copy", "5500000001"]])))
     db.session.expire_all()
     assert db.session.get(Company, fred_co.id).legal_name == "Fred's"
+    # Shared with Sam, Fred's company is named by its id, and still left as it is.
+    clients.share(office.Fred, fred_co.id, {"user_ids": [office.Sam.id]})
+    planned = preview(office.Sam, xlsx([["Legal name", "Phone", "Tax number"],
+                                        ["Fred's copy", "", "5500000001"]]))
+    row = planned[0].rows[0]
+    assert (row.status, row.target_id, row.found_by) == ("duplicate", fred_co.id, "tax_number")
+    assert "Another manager keeps this company" in row.note and not planned[0].changes
 
 
 def test_an_error_row_stops_the_whole_file(office, db):
