@@ -37,13 +37,26 @@ TOKEN_PREFIX = "crm_"  # noqa: S105 - a marker, not a secret
 _AUDITED_USER_FIELDS = ("email", "name", "language", "timezone", "active", "is_admin")
 
 
+def _sentences(messages, prefix: str = "") -> list[str]:
+    """A field's messages as translated sentences; those of list items and nested rows say
+    where ("2: post_id: This field is required.", rows counted from 1)."""
+    if isinstance(messages, dict):
+        out = []
+        for key, inner in messages.items():
+            where = f"{key + 1}: " if isinstance(key, int) else f"{key}: "
+            out += _sentences(inner, prefix + where)
+        return out
+    if isinstance(messages, list | tuple):
+        return [m for inner in messages for m in _sentences(inner, prefix)]
+    return [prefix + translate_library_message(str(messages))]
+
+
 def load(schema: Schema, data: Mapping, *, partial: bool = False) -> dict:
     """Validate input with a schema, turning its errors into a domain ValidationError."""
     try:
         return schema.load(dict(data), partial=partial)
     except MaValidationError as exc:
-        fields = {k: [translate_library_message(str(m)) for m in (v if isinstance(v, list) else [v])]
-                  for k, v in exc.normalized_messages().items()}
+        fields = {k: _sentences(v) for k, v in exc.normalized_messages().items()}
         raise ValidationError(_("Please correct the highlighted fields."), fields) from exc
 
 
