@@ -9,17 +9,18 @@ an id is taken before commit, and a lower id can commit after a higher one.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, event, insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import bindparam, delete, event, insert, select, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from app.core.clock import utcnow
 from app.core.jobs import job
-from app.core.models import FeedCursor, FeedEvent
+from app.core.models import FeedCursor, FeedEvent, UTCDateTime
 from app.core.realtime import emit_batch, on_commit, pending_list, user_room
 from app.extensions import db
 
@@ -27,6 +28,22 @@ _KEY = "crm_feed"
 SYNC_LIMIT = 500
 KEEP = timedelta(days=30)
 
+
+# On PostgreSQL the numbers and the events of a commit go in as an array and a JSON document:
+# one short statement each, whatever the number of people (a message to 200 people is not 200
+# INSERTs, nor one statement of 1,000 parameters to parse). Cursors are locked in user id order.
+_PG_NUMBER = text(
+    "INSERT INTO feed_cursor (user_id, last_seq)"
+    " SELECT user_id, n FROM unnest(CAST(:users AS integer[]), CAST(:counts AS bigint[]))"
+    " AS t (user_id, n) ORDER BY user_id"
+    " ON CONFLICT (user_id) DO UPDATE SET last_seq = feed_cursor.last_seq + excluded.last_seq"
+    " RETURNING user_id, last_seq")
+_PG_STORE = text(
+    "INSERT INTO feed_event (user_id, seq, kind, payload, created_at)"
+    " SELECT user_id, seq, kind, payload, CAST(:created_at AS timestamptz)"
+    " FROM json_to_recordset(CAST(:rows AS json)) AS t (user_id integer, seq bigint,"
+    " kind varchar, payload json)",
+).bindparams(bindparam("created_at", type_=UTCDateTime))
 
 _counters: dict[str, Callable[[list[int]], dict[int, int]]] = {}
 
@@ -62,17 +79,21 @@ def _number_and_store(sess: Session) -> None:
         by_user[uid].append((kind, payload))
     users = sorted(by_user)
     conn = sess.connection()
+    postgres = conn.dialect.name == "postgresql"
     # One statement takes the numbers: each person's cursor is created or moved on by the
     # count of their events, and its row stays locked until the commit. Rows are locked in
     # one order (by user id), so two transactions never wait on each other in a ring.
-    make_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    upsert = make_insert(FeedCursor)
-    upsert = upsert.on_conflict_do_update(
-        index_elements=[FeedCursor.user_id],
-        set_={"last_seq": FeedCursor.last_seq + upsert.excluded.last_seq},
-    ).returning(FeedCursor.user_id, FeedCursor.last_seq)
-    last = dict(conn.execute(upsert, [{"user_id": u, "last_seq": len(by_user[u])} for u in users])
-                .all())
+    if postgres:
+        last = dict(conn.execute(_PG_NUMBER, {"users": users,
+                                              "counts": [len(by_user[u]) for u in users]}).all())
+    else:
+        upsert = sqlite_insert(FeedCursor)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[FeedCursor.user_id],
+            set_={"last_seq": FeedCursor.last_seq + upsert.excluded.last_seq},
+        ).returning(FeedCursor.user_id, FeedCursor.last_seq)
+        last = dict(conn.execute(upsert, [{"user_id": u, "last_seq": len(by_user[u])}
+                                          for u in users]).all())
     sess.flush()  # the counters must see this transaction's own changes
     badges = {name: count(users) for name, count in _counters.items()}
     rows = []
@@ -84,7 +105,10 @@ def _number_and_store(sess: Session) -> None:
             seq += 1
             rows.append({"user_id": uid, "seq": seq, "kind": kind,
                          "payload": {**payload, "counts": counts} if counts else payload})
-    conn.execute(insert(FeedEvent), rows)
+    if postgres:
+        conn.execute(_PG_STORE, {"rows": json.dumps(rows), "created_at": utcnow()})
+    else:
+        conn.execute(insert(FeedEvent), rows)
     on_commit(lambda: _emit(rows))
 
 

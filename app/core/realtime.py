@@ -56,17 +56,13 @@ class BatchRedisManager(python_socketio.RedisManager):
     BATCH = "crm_emit_batch"
 
     def emit_batch(self, items: list[tuple[str, str, dict]], namespace: str = "/") -> None:
-        batch = []
-        for room, event_name, data in items:
-            if python_socketio.packet.Packet.data_is_binary([data]):  # not for JSON: on its own
-                self.emit(event_name, data, namespace=namespace, room=room)
-            else:
-                batch.append([room, event_name, data])
+        """Each (room, event, data) to every process; data is JSON (no bytes)."""
+        batch = [[room, event_name, data] for room, event_name, data in items]
         if not batch:
             return
         # Published first, so the other processes deliver while this one does.
-        self._publish({"method": self.BATCH, "namespace": namespace, "items": batch,
-                       "host_id": self.host_id})
+        self._publish({"method": self.BATCH, "host_id": self.host_id, "namespace": namespace,
+                       "items": batch})
         self._deliver(namespace, batch)
 
     def _deliver(self, namespace: str, items: list) -> None:
@@ -75,7 +71,11 @@ class BatchRedisManager(python_socketio.RedisManager):
 
     def _listen(self):
         """Batches are delivered here; everything else goes on to the usual handling."""
+        # This process's own batches come back too: known by how they begin, and not parsed.
+        own = self.json.dumps({"method": self.BATCH, "host_id": self.host_id})[:-1].encode() + b","
         for message in super()._listen():
+            if isinstance(message, bytes) and message.startswith(own):
+                continue
             try:
                 data = message if isinstance(message, dict) else self.json.loads(message)
             except ValueError:

@@ -12,7 +12,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from flask_babel import gettext as _
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import Integer, and_, any_, bindparam, delete, func, insert, or_, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import joinedload, selectinload
@@ -22,7 +23,7 @@ from app.core import attachments, audit, feed, markup, signals
 from app.core.clock import utcnow
 from app.core.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from app.core.mail import queue_email
-from app.core.models import Attachment, User
+from app.core.models import Attachment, User, UTCDateTime
 from app.core.services import load
 from app.extensions import db
 from app.messaging.models import (
@@ -180,7 +181,7 @@ def _resolve(actor: User, addresses: Iterable[Address]) -> tuple[dict[int, int |
         return {}, {}
     # People deactivated since a list was saved receive nothing.
     names = dict(db.session.execute(select(User.id, User.name).where(
-        User.id.in_(list(out)), User.active.is_(True))).all())
+        _among(User.id, list(out)), User.active.is_(True))).all())
     return {uid: via for uid, via in out.items() if uid in names}, names
 
 
@@ -240,8 +241,7 @@ def _new(actor: User, local_id: str | None, folder: str = "drafts") -> Message:
     """A new draft with the sender's row in `folder` (where it goes when this transaction
     commits), or the actor's message with this local id when there is one already (sent
     before, or inserted by a concurrent send of the same local id, which then wins)."""
-    dialect = db.session.get_bind().dialect.name
-    make_insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    make_insert = pg_insert if _postgres() else sqlite_insert
     msg = db.session.scalars(
         make_insert(Message).values(sender_id=actor.id, local_id=local_id, state="draft")
         .on_conflict_do_nothing(index_elements=[Message.sender_id, Message.local_id])
@@ -321,10 +321,7 @@ def dispatch(msg: Message, now: datetime) -> int:
     box = _sender_box(msg)
     box.folder = "sent"
     due = msg.reply_due_at if msg.kind == "request" else None
-    db.session.execute(insert(Mailbox.__table__), [
-        {"message_id": msg.id, "user_id": uid, "role": "recipient", "via_post_id": via,
-         "folder": "inbox", "starred": False, "created_at": now, "reply_due_at": due}
-        for uid, via in recipients.items()])
+    _insert_inboxes(msg.id, recipients, now, due)
     if msg.parent_id is not None:
         _mark_answered(sender.id, msg.thread_id, msg.id, now)
     if msg.external_to:
@@ -337,10 +334,44 @@ def dispatch(msg: Message, now: datetime) -> int:
     return len(recipients)
 
 
+# On PostgreSQL the recipients' rows go in as arrays: one short statement however many people
+# (psycopg's executemany would run one INSERT per row).
+_PG_INBOXES = text(
+    "INSERT INTO mail_box (message_id, user_id, role, via_post_id, folder, starred, created_at,"
+    " reply_due_at)"
+    " SELECT CAST(:message_id AS integer), user_id, 'recipient', via_post_id, 'inbox', false,"
+    " CAST(:created_at AS timestamptz), CAST(:reply_due_at AS timestamptz)"
+    " FROM unnest(CAST(:users AS integer[]), CAST(:vias AS integer[])) AS t (user_id, via_post_id)",
+).bindparams(bindparam("created_at", type_=UTCDateTime), bindparam("reply_due_at", type_=UTCDateTime))
+
+
+def _insert_inboxes(message_id: int, recipients: dict[int, int | None], now: datetime,
+                    due: datetime | None) -> None:
+    if _postgres():
+        db.session.execute(_PG_INBOXES, {"message_id": message_id, "users": list(recipients),
+                                         "vias": list(recipients.values()), "created_at": now,
+                                         "reply_due_at": due})
+        return
+    db.session.execute(insert(Mailbox.__table__), [
+        {"message_id": message_id, "user_id": uid, "role": "recipient", "via_post_id": via,
+         "folder": "inbox", "starred": False, "created_at": now, "reply_due_at": due}
+        for uid, via in recipients.items()])
+
+
+def _postgres() -> bool:
+    return db.session.get_bind().dialect.name == "postgresql"
+
+
+def _among(column, ids: list[int]):
+    """`column IN ids`; on PostgreSQL one array parameter, so the statement stays short."""
+    if _postgres():
+        return column == any_(bindparam(None, list(ids), type_=ARRAY(Integer)))
+    return column.in_(ids)
+
+
 def _search_text(msg: Message, sender_name: str, recipient_names: Iterable[str]) -> str:
-    with db.session.no_autoflush:  # copied attachments are flushed; the message changes wait
-        files = db.session.scalars(select(Attachment.filename).where(
-            Attachment.owner_type == OWNER, Attachment.owner_id == msg.id)).all()
+    files = db.session.scalars(select(Attachment.filename).where(
+        Attachment.owner_type == OWNER, Attachment.owner_id == msg.id))
     parts = [sender_name, *recipient_names, *(a.label for a in msg.addresses), msg.subject,
              markup.plain(msg.body_html), *files]
     return "\n".join(p for p in parts if p)
@@ -706,7 +737,7 @@ def unread_counts(user_ids: list[int]) -> dict[int, int]:
     now = utcnow()
     rows = db.session.execute(
         select(Mailbox.user_id, func.count()).where(
-            Mailbox.user_id.in_(user_ids), Mailbox.folder == "inbox",
+            _among(Mailbox.user_id, user_ids), Mailbox.folder == "inbox",
             Mailbox.role == "recipient", Mailbox.read_at.is_(None),
             or_(Mailbox.snoozed_until.is_(None), Mailbox.snoozed_until <= now))
         .group_by(Mailbox.user_id)).all()
