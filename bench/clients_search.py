@@ -1,6 +1,7 @@
 """Search of companies on 100,000 (PostgreSQL): p50/p95 of services.search_companies against
 the bare SQL of the same query (the same WHERE, ORDER BY and LIMIT) sent through psycopg, in
-the same run; then the plan of one search, which must use the trigram index.
+the same run (both with the service's word-similarity threshold, set for the transaction);
+then the plan of one search, which must use the trigram index.
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test .venv/bin/python -m bench.clients_search
 
@@ -128,6 +129,9 @@ def main() -> None:
 
             def bare(q: str) -> list[int]:
                 sql, params = bare_sql(q)
+                # the same SET LOCAL as the service, in its own round trip as there
+                conn.execute("SELECT set_config('pg_trgm.word_similarity_threshold', %s, true)",
+                             (services.SEARCH_SIMILARITY,))
                 rows = conn.execute(sql, params).fetchall()
                 conn.rollback()
                 return [r[0] for r in rows]
@@ -153,6 +157,8 @@ def main() -> None:
                         fn(q)
                         out.append(time.perf_counter() - start)
             sql, params = bare_sql("рогакопыта")
+            conn.execute("SELECT set_config('pg_trgm.word_similarity_threshold', %s, true)",
+                         (services.SEARCH_SIMILARITY,))
             plan = [r[0] for r in conn.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + sql,
                                                 params).fetchall()]
             conn.rollback()
