@@ -745,16 +745,16 @@ def log_interaction(actor: User, data: Mapping) -> Interaction:
 
 
 def history(actor: User, company_id: int, limit: int = 200) -> list[dict]:
-    """The card's history, newest first: contacts, and what other modules register (mail,
-    tasks, invoices and payments)."""
+    """The card's history, newest first: contacts, and what other modules link to the
+    company or its deals (tasks and programme runs; app.core.links.backlinks)."""
     company = get_company(actor, company_id)
     rows = db.session.scalars(select(Interaction).options(
         joinedload(Interaction.author), joinedload(Interaction.contact), joinedload(Interaction.reason))
         .where(Interaction.company_id == company.id)
         .order_by(Interaction.occurred_at.desc(), Interaction.id.desc()).limit(limit)).all()
     items = [{"at": r.occurred_at, "kind": r.kind, "title": r.subject, "row": r} for r in rows]
-    for fn in _history_sources.values():
-        items += fn(actor, "company", company.id)
+    deal_ids = list(db.session.scalars(select(Deal.id).where(Deal.company_id == company.id)))
+    items += links.backlinks(actor, "client", [company.id]) + links.backlinks(actor, "deal", deal_ids)
     return sorted(items, key=lambda i: i["at"], reverse=True)[:limit]
 
 
@@ -774,14 +774,6 @@ def find_interactions(actor: User, company_id: int | None = None, deal_id: int |
     if kind:
         stmt = stmt.where(Interaction.kind == kind)
     return stmt.order_by(Interaction.occurred_at.desc(), Interaction.id.desc())
-
-
-# name -> fn(actor, "company" | "deal", id) -> [{"at", "kind", "title", "url"}]
-_history_sources: dict[str, object] = {}
-
-
-def register_history_source(name: str, fn) -> None:
-    _history_sources[name] = fn
 
 
 def on_message_sent_external(message, address: str = "", actor=None, **_kw) -> None:

@@ -67,10 +67,12 @@ ROLE_NAMES = {"client": _l("Client"), "supplier": _l("Supplier"), "partner": _l(
 STATUS_NAMES = {"prospect": _l("Prospect"), "active": _l("Active"), "former": _l("Former")}
 STATUS_STYLES = {"prospect": "info", "active": "success", "former": "secondary"}
 KIND_NAMES = {"call": _l("Call"), "meeting": _l("Meeting"), "email": _l("E-mail"),
-              "note": _l("Note"), "complaint": _l("Complaint"), "refusal": _l("Refusal")}
+              "note": _l("Note"), "complaint": _l("Complaint"), "refusal": _l("Refusal"),
+              "task": _l("Task"), "run": _l("Programme")}
 KIND_ICONS = {"call": "telephone", "meeting": "people", "email": "envelope", "note": "sticky",
               "complaint": "exclamation-triangle", "refusal": "x-octagon", "mail": "envelope",
-              "task": "check2-square", "invoice": "receipt", "payment": "cash-coin"}
+              "task": "check2-square", "run": "diagram-3", "invoice": "receipt",
+              "payment": "cash-coin"}
 OUTCOME_NAMES = {"advance": _l("Advance"), "postpone": _l("Postpone"), "refuse": _l("Refuse")}
 OUTCOME_STYLES = {"advance": "success", "postpone": "warning", "refuse": "danger"}
 LEAD_SOURCE_NAMES = {"form": _l("Form"), "call": _l("Call"), "referral": _l("Referral"),

@@ -57,6 +57,22 @@ def parse(actor: User, token: str | None) -> tuple[str | None, int | None]:
                           {"link": [_("Unknown linked record: %(token)s.", token=token[:40])]})
 
 
+# Records that point at others, for the others' history (tasks about a client):
+# name -> fn(actor, kind, ids) -> [{"at", "kind", "title", "url"}], only what the actor sees.
+_backlinks: dict[str, Callable[[User, str, list[int]], list[dict]]] = {}
+
+
+def register_backlinks(name: str, find: Callable[[User, str, list[int]], list[dict]]) -> None:
+    _backlinks[name] = find
+
+
+def backlinks(actor: User, kind: str, ids: list[int]) -> list[dict]:
+    """What every module links to these records, as history items the actor may see."""
+    if not ids:
+        return []
+    return [item for find in _backlinks.values() for item in find(actor, kind, ids)]
+
+
 def path_for(endpoint: str, fallback: str, **values) -> str:
     """A page's path built from the URL map, in a request or not (jobs, notifications);
     the fallback when the endpoint is not there."""

@@ -25,6 +25,7 @@ def register(app: Flask) -> None:
     feed.register_counter("tasks_due", services.due_counts)
     links.register("task", _l("Task"), services.resolve_task_link)
     links.register("project", _l("Project"), services.resolve_project)
+    links.register_backlinks("tasks", services.backlinks)
     org.register_workload_provider("tasks_open", _l("Open tasks and stages"),
                                    by_user=services.open_by_user, by_post=services.open_by_post)
     org.register_workload_provider("tasks_overdue", _l("Overdue tasks and stages"),

@@ -1188,3 +1188,18 @@ def on_deal_won(deal, actor: User | None = None, **_kw) -> None:
             if actor is not None:
                 notifications.notify(actor.id, "run", _l("A programme could not start: %(name)s",
                                                          name=programme.name), exc.message, None)
+
+
+def backlinks(actor: User, kind: str, ids: list[int], limit: int = 100) -> list[dict]:
+    """Tasks and programme runs about these records (a client, a deal...), for their
+    history: those the actor may see."""
+    tasks = db.session.scalars(select(Task).where(
+        Task.link_kind == kind, Task.link_id.in_(ids), Task.run_id.is_(None), visible_clause(actor))
+        .order_by(Task.created_at.desc()).limit(limit)).all()
+    runs = db.session.scalars(select(Run).where(
+        Run.link_kind == kind, Run.link_id.in_(ids), run_visible_clause(actor))
+        .order_by(Run.started_at.desc()).limit(limit)).all()
+    return [*({"at": t.created_at, "kind": "task", "title": t.title, "url": task_path(t.id)}
+              for t in tasks),
+            *({"at": r.started_at, "kind": "run", "title": r.title, "url": run_path(r.id)}
+              for r in runs)]

@@ -343,8 +343,11 @@ def test_refusing_with_a_reason_closes_the_company(world, db):
 
 
 def test_history_shows_registered_sources(world, monkeypatch):
-    monkeypatch.setitem(clients._history_sources, "test", lambda actor, kind, oid: [
-        {"at": T0 - timedelta(hours=1), "kind": "mail", "title": "Offer sent by mail", "url": "/mail/1"}])
+    from app.core import links
+
+    monkeypatch.setitem(links._backlinks, "test", lambda actor, kind, ids: [
+        {"at": T0 - timedelta(hours=1), "kind": "mail", "title": "Offer sent by mail", "url": "/mail/1"}
+    ] if kind == "client" and ids == [world.acme.id] else [])
     page = text(world.sam.get(f"/clients/companies/{world.acme.id}"))
     assert '<a href="/mail/1">Offer sent by mail</a>' in page
 

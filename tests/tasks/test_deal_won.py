@@ -66,3 +66,23 @@ def test_a_programme_that_cannot_start_does_not_stop_the_deal(office, admin):
     told = db.session.scalars(select(Notification.title).where(
         Notification.user_id == office.Sam.id).order_by(Notification.id)).all()
     assert len(told) == before + 1 and "Nobody there" in told[-1]
+
+
+def test_tasks_and_runs_about_a_client_are_in_its_history(office, admin):
+    pipeline = _pipeline(admin)
+    tasks.create_programme(office.Helen, {
+        "theme": "installation", "name": "Install", "start_on_deal_won": True,
+        "stages": [{"title": "Measure", "post_id": office.seller.id}]})
+    deal = _deal(office, pipeline)
+    call = tasks.create_task(office.Helen, {"title": "Call the director", "assignee": f"user:{office.Sam.id}",
+                                            "link": f"client:{deal.company_id}"})
+    tasks.create_task(office.Fred, {"title": "Fred's own note", "link": None})
+    clients.move_deal(office.Sam, deal.id, {"stage_id": pipeline.stages[1].id})
+
+    seen = {(i["kind"], i["title"], i.get("url")) for i in clients.history(office.Sam, deal.company_id)}
+    assert ("task", "Call the director", f"/tasks/{call.id}") in seen
+    assert any(kind == "run" and title.startswith("Install") for kind, title, _url in seen)
+    # Fred may not see the company at all; a task he cannot see is not in Sam's history either.
+    clients.share(office.Sam, deal.company_id, {"user_ids": [office.Fred.id]})
+    fred_sees = {i["title"] for i in clients.history(office.Fred, deal.company_id)}
+    assert "Call the director" not in fred_sees
