@@ -61,7 +61,7 @@ BOARD_MOVES = {("open", "in_progress"): "start", ("open", "done"): "done",
 
 @bp.app_context_processor
 def tasks_links():
-    """Other modules' pages offer "Create task" only when this page exists."""
+    """Other modules' pages offer "Create task" and "Start a programme" for their records."""
     if not has_request_context():
         return {}
 
@@ -70,7 +70,10 @@ def tasks_links():
             return None
         return url_for("tasks.new", **{k: v for k, v in params.items() if v})
 
-    return {"tasks_new_url": tasks_new_url}
+    def tasks_run_url(**params) -> str:
+        return url_for("tasks.run_new", **{k: v for k, v in params.items() if v})
+
+    return {"tasks_new_url": tasks_new_url, "tasks_run_url": tasks_run_url}
 
 
 @bp.context_processor

@@ -1,4 +1,4 @@
-"""A head of sales starts a programme for a project; the seller holding the first stage's post
+"""A head of sales starts a programme for a client from its card; the seller holding the first stage's post
 comments, ticks its checklist, attaches the signed act and closes it. The comment and the
 closing appear at once on the stage's page the head has open, the second stage on the
 cashier's open "my day" and on the head's open timeline; no page is reloaded."""
@@ -10,6 +10,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from app.clients import services as clients
 from app.core.models import User
 from app.extensions import db
 from app.orgchart import services as org
@@ -39,6 +40,7 @@ def office():
     for key, post in (("hanna", head), ("simon", seller), ("carmen", cashier)):
         org.assign(admin, {"post_id": post.id, "user_id": ids[key]})
     hanna = db.session.get(User, ids["hanna"])
+    clients.create_company(hanna, {"legal_name": "Acme Ltd", "responsible_id": ids["simon"]})
     tasks.create_programme(hanna, {"theme": "new client", "name": "Onboarding", "stages": [
         {"title": "Sign the contract", "post_id": seller.id, "needs_attachment": True,
          "checklist": ["Print two copies", "Both sides sign"], "duration_hours": 24},
@@ -61,17 +63,15 @@ def test_a_programme_runs_stage_by_stage_live(live_server, new_page):
     expect(cashier.locator("body")).to_have_attribute("data-live", "1")
     cashier.evaluate(STAYED)
 
-    # The head creates a project and starts the programme for it.
-    head.goto(f"{base}/tasks/projects")
-    head.get_by_label("Name").fill("Acme Ltd onboarding")
-    head.get_by_test_id("create-project").click()
-    row = head.get_by_test_id("project-row").filter(has_text="Acme Ltd onboarding")
-    row.get_by_role("link", name="Start a programme").click()
+    # The head opens the client's card and starts the programme for it.
+    head.goto(f"{base}/clients/")
+    head.get_by_role("link", name="Acme Ltd").first.click()
+    head.get_by_test_id("company-start-programme").click()
     head.get_by_label("Programme").select_option(label="new client · Onboarding (2 stages)")
     expect(head.get_by_test_id("run-link").locator("option:checked")).to_have_text(
-        "Project: Acme Ltd onboarding")
+        "Client: Acme Ltd")
     head.get_by_test_id("start").click()
-    expect(head.get_by_test_id("run-title")).to_have_text("Onboarding: Acme Ltd onboarding")
+    expect(head.get_by_test_id("run-title")).to_have_text("Onboarding: Acme Ltd")
     expect(head.get_by_test_id("tl-row")).to_have_count(2)
     expect(head.get_by_test_id("tl-row").nth(0)).to_have_attribute("data-status", "open")
     expect(head.get_by_test_id("tl-row").nth(1)).to_have_attribute("data-status", "waiting")
@@ -132,4 +132,4 @@ def test_a_programme_runs_stage_by_stage_live(live_server, new_page):
 
     stage.click()
     expect(cashier.get_by_test_id("task-title")).to_have_text("Issue the first invoice")
-    expect(cashier.get_by_test_id("task-run")).to_have_text("Onboarding: Acme Ltd onboarding")
+    expect(cashier.get_by_test_id("task-run")).to_have_text("Onboarding: Acme Ltd")
