@@ -30,4 +30,6 @@ def register(app: Flask) -> None:
     add_nav(app, "clients.index", _l("Clients"), "building")
     links.register("client", _l("Client"), services.link_company)
     links.register("deal", _l("Deal"), services.link_deal)
+    links.register("pipeline", _l("Pipeline"), services.link_pipeline, linkable=False,
+                   choices=lambda actor: [(p.id, p.name) for p in services.pipelines()])
     signals.message_sent_external.connect(services.on_message_sent_external)

@@ -217,6 +217,14 @@ def link_deal(actor: User, deal_id: int):
     return f"{deal.title} ({deal.company.name})", deal_path(deal.id)
 
 
+def link_pipeline(actor: User, pipeline_id: int):
+    pipeline = db.session.get(Pipeline, pipeline_id)
+    if pipeline is None or pipeline.archived_at is not None:
+        return None
+    return pipeline.name, links.path_for("clients.board", f"/clients/pipelines/{pipeline_id}/board",
+                                         pipeline_id=pipeline_id)
+
+
 # --- normalising --------------------------------------------------------------------------
 
 def digits(phone: str) -> str:

@@ -27,15 +27,32 @@ class Link:
 
 Resolver = Callable[[User, int], tuple[str, str] | None]
 _kinds: dict[str, tuple[object, Resolver]] = {}
+# Kinds other modules name but do not link to (a programme started by a pipeline's won deals):
+# kind -> fn(actor) -> [(id, title)] to choose from.
+_named: dict[str, Callable[[User], list[tuple[int, str]]]] = {}
 
 
-def register(kind: str, label, resolve: Resolver) -> None:
+def register(kind: str, label, resolve: Resolver, *,
+             choices: Callable[[User], list[tuple[int, str]]] | None = None,
+             linkable: bool = True) -> None:
     _kinds[kind] = (label, resolve)
+    if choices is not None:
+        _named[kind] = choices
+    if not linkable:
+        _unlinkable.add(kind)
+
+
+_unlinkable: set[str] = set()
 
 
 def kinds() -> dict[str, object]:
     """{kind: its label} of every kind of record one can link to."""
-    return {kind: label for kind, (label, _r) in _kinds.items()}
+    return {kind: label for kind, (label, _r) in _kinds.items() if kind not in _unlinkable}
+
+
+def choices(actor: User, kind: str) -> list[tuple[int, str]]:
+    """Records of a kind to choose from (empty when no module offers the kind)."""
+    return _named[kind](actor) if kind in _named else []
 
 
 def resolve(actor: User, kind: str | None, record_id: int | None) -> Link | None:
@@ -51,7 +68,8 @@ def parse(actor: User, token: str | None) -> tuple[str | None, int | None]:
     if not token:
         return None, None
     kind, _sep, raw = token.partition(":")
-    if raw.isdigit() and len(raw) < 10 and resolve(actor, kind, int(raw)) is not None:
+    if raw.isdigit() and len(raw) < 10 and kind not in _unlinkable \
+            and resolve(actor, kind, int(raw)) is not None:
         return kind, int(raw)
     raise ValidationError(_("Unknown linked record: %(token)s.", token=token[:40]),
                           {"link": [_("Unknown linked record: %(token)s.", token=token[:40])]})

@@ -833,10 +833,16 @@ def _stage_values(stage: StageTemplate) -> tuple:
             list(stage.checklist), stage.needs_attachment, list(stage.after))
 
 
+def _check_pipeline(actor: User, pipeline_id: int | None) -> None:
+    if pipeline_id is not None and links.resolve(actor, "pipeline", pipeline_id) is None:
+        raise _fail("won_pipeline_id", _("No such pipeline."))
+
+
 def create_programme(actor: User, data: Mapping) -> Programme:
     _require_designer(actor)
     values = load(ProgrammeIn(), data)
     stages = _stages(values["stages"])
+    _check_pipeline(actor, values["won_pipeline_id"])
     programme = Programme(theme=values["theme"].strip(), name=values["name"].strip(),
                           description=values["description"], created_by_id=actor.id,
                           created_at=utcnow(), start_on_deal_won=values["start_on_deal_won"],
@@ -858,6 +864,7 @@ def update_programme(actor: User, programme_id: int, data: Mapping) -> Programme
     if programme.archived_at is not None:
         raise Conflict(_("This programme is archived."))
     stages = _stages(values["stages"])
+    _check_pipeline(actor, values["won_pipeline_id"])
     programme.theme, programme.name = values["theme"].strip(), values["name"].strip()
     programme.description = values["description"]
     programme.start_on_deal_won = values["start_on_deal_won"]

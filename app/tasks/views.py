@@ -859,6 +859,7 @@ def programme(programme_id: int):
     return render_template("tasks/programme.html", programme=found, version=version,
                            run_counts=run_counts, recent=recent, authors=authors,
                            titles=titles, holding=_holding_text,
+                           pipeline=links.resolve(current_user, "pipeline", found.won_pipeline_id),
                            can_design=services.can_design(current_user))
 
 
@@ -903,6 +904,7 @@ def _programme_page(form: dict, stages: list[dict], errors: dict | None = None,
     themes = sorted({p.theme for p in services.programmes(include_archived=True)})
     return render_template("tasks/programme_form.html", form=form, stages=stages,
                            errors=errors or {}, posts=_post_options(), themes=themes,
+                           pipelines=links.choices(current_user, "pipeline"),
                            stage_errors=extra.pop("stage_errors", {}), **extra), status
 
 

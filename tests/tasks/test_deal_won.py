@@ -86,3 +86,27 @@ def test_tasks_and_runs_about_a_client_are_in_its_history(office, admin):
     clients.share(office.Sam, deal.company_id, {"user_ids": [office.Fred.id]})
     fred_sees = {i["title"] for i in clients.history(office.Fred, deal.company_id)}
     assert "Call the director" not in fred_sees
+
+
+def test_a_programme_names_a_pipeline_that_exists(office, admin, client):
+    import pytest
+
+    from app.core.errors import ValidationError
+    from app.core.links import parse
+
+    pipeline = _pipeline(admin)
+    with pytest.raises(ValidationError):
+        tasks.create_programme(office.Helen, {
+            "theme": "x", "name": "Ghost", "start_on_deal_won": True, "won_pipeline_id": 999_999,
+            "stages": [{"title": "A", "post_id": office.seller.id}]})
+    with pytest.raises(ValidationError):  # a pipeline is named, never linked to
+        parse(office.Helen, f"pipeline:{pipeline.id}")
+    made = tasks.create_programme(office.Helen, {
+        "theme": "x", "name": "Real", "start_on_deal_won": True, "won_pipeline_id": pipeline.id,
+        "stages": [{"title": "A", "post_id": office.seller.id}]})
+    db.session.commit()
+    client.sign_in(office.Helen.email)
+    page = client.get(f"/tasks/programmes/{made.id}").get_data(as_text=True)
+    assert "Only for deals of the pipeline Sales." in page
+    form = client.get(f"/tasks/programmes/{made.id}/edit").get_data(as_text=True)
+    assert f'<option value="{pipeline.id}" selected>Sales</option>' in form
