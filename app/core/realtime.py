@@ -12,6 +12,7 @@ import socket
 from collections.abc import Callable, Iterable
 
 import socketio as python_socketio
+from engineio import packet as engineio_packet
 from flask import request, session
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -66,8 +67,22 @@ class BatchRedisManager(python_socketio.RedisManager):
         self._deliver(namespace, batch)
 
     def _deliver(self, namespace: str, items: list) -> None:
+        """To this process's sockets: every packet is encoded first, then all are handed to
+        the sockets' writers in one go (as an emit to one large room is), so the writer
+        threads do not wake and take turns with the encoding; rooms with no socket here are
+        skipped unencoded."""
+        ready = []
         for room, event_name, data in items:
-            self.emit(event_name, data, namespace=namespace, room=room, ignore_queue=True)
+            sids = [eio_sid for _sid, eio_sid in self.get_participants(namespace, room)]
+            if not sids:
+                continue
+            encoded = self.server.packet_class(  # JSON: no search for binary parts
+                python_socketio.packet.EVENT, namespace=namespace, data=[event_name, data],
+                binary=False).encode()
+            ready.append((sids, engineio_packet.Packet(engineio_packet.MESSAGE, encoded)))
+        for sids, pkt in ready:
+            for eio_sid in sids:
+                self.server._send_eio_packet(eio_sid, pkt)
 
     def _listen(self):
         """Batches are delivered here; everything else goes on to the usual handling."""
