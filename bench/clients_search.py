@@ -149,6 +149,7 @@ def main() -> None:
             named = {q: found[q][:1] for q in ("рогакопыта", "8 (900) 123-45-67", "roga-kopyta",
                                                 "770000")}
             t_app, t_bare = [], []
+            per_query: dict[str, list[float]] = {q: [] for q in QUERIES}
             for n in range(ROUNDS):
                 for i, q in enumerate(QUERIES):
                     pair = ((bare, t_bare), (app_search, t_app))
@@ -156,6 +157,8 @@ def main() -> None:
                         start = time.perf_counter()
                         fn(q)
                         out.append(time.perf_counter() - start)
+                        if fn is app_search:
+                            per_query[q].append(out[-1])
             sql, params = bare_sql("рогакопыта")
             conn.execute("SELECT set_config('pg_trgm.word_similarity_threshold', %s, true)",
                          (services.SEARCH_SIMILARITY,))
@@ -172,6 +175,12 @@ def main() -> None:
         print(f"  bare SQL through psycopg      : p50 {b50:7.1f} ms   p95 {b95:7.1f} ms")
         print(f"  services.search_companies (ORM): p50 {a50:7.1f} ms   p95 {a95:7.1f} ms")
         print(f"  ratio app ÷ bare: p50 {a50 / b50:.2f}, p95 {a95 / b95:.2f}")
+        slow = sorted(QUERIES, key=lambda q: -statistics.median(per_query[q]))[:5]
+        print("  slowest queries (app, median): " + "; ".join(
+            f"{q!r} {statistics.median(per_query[q]) * 1000:.0f} ms" for q in slow))
+        rest = [t for q in QUERIES if q not in slow for t in per_query[q]]
+        print(f"  the other {len(QUERIES) - len(slow)} queries (app): p50 {pct(rest, 50) * 1000:.1f} ms, "
+              f"p95 {pct(rest, 95) * 1000:.1f} ms")
         print("  first hits: " + "; ".join(f"{q!r} → #{v[0] if v else '-'}" for q, v in named.items()))
         print("\nEXPLAIN ANALYZE of 'рогакопыта':")
         for line in plan:
