@@ -12,8 +12,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from flask_babel import gettext as _
-from sqlalchemy import Integer, and_, any_, bindparam, delete, func, insert, or_, select, text, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import joinedload, selectinload
@@ -24,6 +23,7 @@ from app.core.clock import utcnow
 from app.core.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from app.core.mail import queue_email
 from app.core.models import Attachment, User, UTCDateTime
+from app.core.queries import among, on_postgres
 from app.core.services import load
 from app.extensions import db
 from app.messaging.models import (
@@ -181,7 +181,7 @@ def _resolve(actor: User, addresses: Iterable[Address]) -> tuple[dict[int, int |
         return {}, {}
     # People deactivated since a list was saved receive nothing.
     names = dict(db.session.execute(select(User.id, User.name).where(
-        _among(User.id, list(out)), User.active.is_(True))).all())
+        among(User.id, list(out)), User.active.is_(True))).all())
     return {uid: via for uid, via in out.items() if uid in names}, names
 
 
@@ -241,7 +241,7 @@ def _new(actor: User, local_id: str | None, folder: str = "drafts") -> Message:
     """A new draft with the sender's row in `folder` (where it goes when this transaction
     commits), or the actor's message with this local id when there is one already (sent
     before, or inserted by a concurrent send of the same local id, which then wins)."""
-    make_insert = pg_insert if _postgres() else sqlite_insert
+    make_insert = pg_insert if on_postgres() else sqlite_insert
     msg = db.session.scalars(
         make_insert(Message).values(sender_id=actor.id, local_id=local_id, state="draft")
         .on_conflict_do_nothing(index_elements=[Message.sender_id, Message.local_id])
@@ -347,7 +347,7 @@ _PG_INBOXES = text(
 
 def _insert_inboxes(message_id: int, recipients: dict[int, int | None], now: datetime,
                     due: datetime | None) -> None:
-    if _postgres():
+    if on_postgres():
         db.session.execute(_PG_INBOXES, {"message_id": message_id, "users": list(recipients),
                                          "vias": list(recipients.values()), "created_at": now,
                                          "reply_due_at": due})
@@ -356,17 +356,6 @@ def _insert_inboxes(message_id: int, recipients: dict[int, int | None], now: dat
         {"message_id": message_id, "user_id": uid, "role": "recipient", "via_post_id": via,
          "folder": "inbox", "starred": False, "created_at": now, "reply_due_at": due}
         for uid, via in recipients.items()])
-
-
-def _postgres() -> bool:
-    return db.session.get_bind().dialect.name == "postgresql"
-
-
-def _among(column, ids: list[int]):
-    """`column IN ids`; on PostgreSQL one array parameter, so the statement stays short."""
-    if _postgres():
-        return column == any_(bindparam(None, list(ids), type_=ARRAY(Integer)))
-    return column.in_(ids)
 
 
 def _search_text(msg: Message, sender_name: str, recipient_names: Iterable[str]) -> str:
@@ -737,7 +726,7 @@ def unread_counts(user_ids: list[int]) -> dict[int, int]:
     now = utcnow()
     rows = db.session.execute(
         select(Mailbox.user_id, func.count()).where(
-            _among(Mailbox.user_id, user_ids), Mailbox.folder == "inbox",
+            among(Mailbox.user_id, user_ids), Mailbox.folder == "inbox",
             Mailbox.role == "recipient", Mailbox.read_at.is_(None),
             or_(Mailbox.snoozed_until.is_(None), Mailbox.snoozed_until <= now))
         .group_by(Mailbox.user_id)).all()

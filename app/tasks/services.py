@@ -26,6 +26,7 @@ from app.core import attachments, audit, feed, links, markup, notifications
 from app.core.clock import utcnow
 from app.core.errors import Conflict, DomainError, NotFound, PermissionDenied, ValidationError
 from app.core.models import AuditEvent, User
+from app.core.queries import among
 from app.core.services import is_admin, load
 from app.extensions import db
 from app.orgchart import chart as charts
@@ -1151,9 +1152,9 @@ def due_counts(user_ids: list[int]) -> dict[int, int]:
     who = case((Task.status == "requested", Task.requested_of_id), else_=Task.assignee_id)
     rows = db.session.execute(
         select(who, func.count()).where(or_(
-            and_(Task.assignee_id.in_(user_ids), Task.status.in_(ACTIVE),
+            and_(among(Task.assignee_id, user_ids), Task.status.in_(ACTIVE),
                  Task.due_at < utcnow()),
-            and_(Task.requested_of_id.in_(user_ids), Task.status == "requested")))
+            and_(among(Task.requested_of_id, user_ids), Task.status == "requested")))
         .group_by(who)).all()
     return {uid: n for uid, n in rows if uid in user_ids}
 
