@@ -107,10 +107,16 @@ def bare_sql(q: str) -> tuple[str, dict]:
     q = " ".join(q.lower().split())[:200]
     needle = services.digits(q) if re.fullmatch(r"[\d\s()+\-]{5,}", q) else q
     like = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    sql = ("SELECT * FROM client_company WHERE id IS NOT NULL AND archived_at IS NULL "
-           "AND (search_text LIKE %(like)s ESCAPE '\\' OR search_text %%> %(needle)s) "
-           "ORDER BY word_similarity(%(needle)s, search_text) DESC, legal_name LIMIT 50")
-    return sql, {"like": like, "needle": needle}
+    words = bool(re.search(r"[^\W\d_]", needle))  # similarity for words, not for numbers
+    return (BARE_WORDS if words else BARE_NUMBERS), {"like": like, "needle": needle, "words": words}
+
+
+BARE_WORDS = ("SELECT * FROM client_company WHERE id IS NOT NULL AND archived_at IS NULL "
+              "AND (search_text LIKE %(like)s ESCAPE '\\' OR search_text %%> %(needle)s) "
+              "ORDER BY word_similarity(%(needle)s, search_text) DESC, legal_name LIMIT 50")
+BARE_NUMBERS = ("SELECT * FROM client_company WHERE id IS NOT NULL AND archived_at IS NULL "
+                "AND (search_text LIKE %(like)s ESCAPE '\\') "
+                "ORDER BY word_similarity(%(needle)s, search_text) DESC, legal_name LIMIT 50")
 
 
 def main() -> None:
@@ -129,9 +135,9 @@ def main() -> None:
 
             def bare(q: str) -> list[int]:
                 sql, params = bare_sql(q)
-                # the same SET LOCAL as the service, in its own round trip as there
-                conn.execute("SELECT set_config('pg_trgm.word_similarity_threshold', %s, true)",
-                             (services.SEARCH_SIMILARITY,))
+                if params.pop("words"):  # the service's SET LOCAL, in its own round trip too
+                    conn.execute("SELECT set_config('pg_trgm.word_similarity_threshold', %s, true)",
+                                 (services.SEARCH_SIMILARITY,))
                 rows = conn.execute(sql, params).fetchall()
                 conn.rollback()
                 return [r[0] for r in rows]
@@ -160,6 +166,7 @@ def main() -> None:
                         if fn is app_search:
                             per_query[q].append(out[-1])
             sql, params = bare_sql("рогакопыта")
+            params.pop("words")
             conn.execute("SELECT set_config('pg_trgm.word_similarity_threshold', %s, true)",
                          (services.SEARCH_SIMILARITY,))
             plan = [r[0] for r in conn.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + sql,

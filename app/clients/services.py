@@ -493,12 +493,15 @@ def search_companies(actor: User, q: str, limit: int = 50):
     needle = digits(q) if re.fullmatch(r"[\d\s()+\-]{5,}", q) else q
     like = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     if db.session.get_bind().dialect.name == "postgresql":
-        # pg_trgm's threshold (0.6) misses a name typed without its short words: "Рогакопыта"
-        # is 0.56 like "Рога и копыта". Lowered for this transaction (SET LOCAL).
-        db.session.execute(select(func.set_config("pg_trgm.word_similarity_threshold",
-                                                  SEARCH_SIMILARITY, True)))
-        similar = Company.search_text.op("%>")(needle)  # word similarity, uses the trigram index
-        return (stmt.where(or_(Company.search_text.like(like, escape="\\"), similar))
+        matches = Company.search_text.like(like, escape="\\")
+        if re.search(r"[^\W\d_]", needle):  # words forgive typos; numbers match as typed
+            # pg_trgm's threshold (0.6) misses a name typed without its short words:
+            # "Рогакопыта" is 0.56 like "Рога и копыта". Lowered for this transaction.
+            db.session.execute(select(func.set_config("pg_trgm.word_similarity_threshold",
+                                                      SEARCH_SIMILARITY, True)))
+            # word similarity, through the trigram index
+            matches = or_(matches, Company.search_text.op("%>")(needle))
+        return (stmt.where(matches)
                 .order_by(func.word_similarity(needle, Company.search_text).desc(),
                           Company.legal_name).limit(limit))
     return stmt.where(Company.search_text.like(like, escape="\\")).order_by(
