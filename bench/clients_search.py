@@ -107,7 +107,8 @@ def bare_sql(q: str) -> tuple[str, dict]:
     q = " ".join(q.lower().split())[:200]
     needle = services.digits(q) if re.fullmatch(r"[\d\s()+\-]{5,}", q) else q
     like = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    words = bool(re.search(r"[^\W\d_]", needle))  # similarity for words, not for numbers
+    # similarity for words, not for numbers and e-mails
+    words = bool(re.search(r"[^\W\d_]", needle)) and "@" not in needle
     return (BARE_WORDS if words else BARE_NUMBERS), {"like": like, "needle": needle, "words": words}
 
 

@@ -494,7 +494,8 @@ def search_companies(actor: User, q: str, limit: int = 50):
     like = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     if db.session.get_bind().dialect.name == "postgresql":
         matches = Company.search_text.like(like, escape="\\")
-        if re.search(r"[^\W\d_]", needle):  # words forgive typos; numbers match as typed
+        if re.search(r"[^\W\d_]", needle) and "@" not in needle:
+            # words forgive typos; numbers and e-mails match (in part) as typed
             # pg_trgm's threshold (0.6) misses a name typed without its short words:
             # "Рогакопыта" is 0.56 like "Рога и копыта". Lowered for this transaction.
             db.session.execute(select(func.set_config("pg_trgm.word_similarity_threshold",

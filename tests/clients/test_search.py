@@ -64,6 +64,10 @@ def test_typos_find_the_company_on_postgresql(office, companies, db):
     assert found(office.Sam, "векторсторй") == ["АО «Векторстрой»"]
     assert found(office.Sam, "acme tradng") == ["Acme Trading Ltd"]
     assert found(office.Sam, "совсем другое") == []
+    # Numbers and e-mails match as typed: a wrong digit finds nothing rather than everything
+    # with a seven in it.
+    assert found(office.Sam, "7701234599") == [] and found(office.Sam, "8 (900) 123-45-99") == []
+    assert found(office.Sam, "inf@roga-kopyta") == []
 
 
 def test_the_plan_uses_the_trigram_index(office, admin, companies, db):
