@@ -44,6 +44,7 @@ from app.clients.models import (
     Contact,
     ContactLink,
     Deal,
+    GreetingTemplate,
     Interaction,
     Lead,
     Pipeline,
@@ -98,7 +99,8 @@ SECTIONS = {"index": "companies", "company": "companies", "company_new": "compan
             # pages shown again after a refused form
             "interaction_new": "companies", "lead_convert": "leads", "lead_reject": "leads",
             "deal_move": "deals", "admin_settings": "admin", "admin_reason": "admin",
-            "admin_hand_over": "admin", "pipeline_create": "admin", "pipeline_save": "admin"}
+            "admin_hand_over": "admin", "pipeline_create": "admin", "pipeline_save": "admin",
+            "admin_greeting_create": "admin", "admin_greeting_save": "admin"}
 
 
 # --- shared by the templates ----------------------------------------------------------------
@@ -1015,7 +1017,7 @@ def _admin_page(errors: dict | None = None, form=None, which: str = "", created=
         "clients/admin.html", settings=services.settings(), chart=chart, posts=posts,
         reasons=grouped, forms=forms, form_leads=counts, people=_colleagues(),
         created=created, endpoint=_public_endpoint(), key_field=_key_field(),
-        errors=errors or {}, form=form or {}, which=which)
+        greetings=services.greeting_templates(), errors=errors or {}, form=form or {}, which=which)
 
 
 def _public_endpoint() -> str:
@@ -1092,6 +1094,36 @@ def admin_hand_over():
             companies=moved.get("client_company", 0), deals=moved.get("client_deal", 0),
             leads=moved.get("client_lead", 0)), "success")
     return redirect(url_for("clients.admin") + "#hand-over")
+
+
+def _greeting_data(form) -> dict:
+    return {"name": form.get("name", ""), "subject": form.get("subject", ""),
+            "body": form.get("body", "").replace("\r\n", "\n")}
+
+
+@bp.post("/admin/greetings")
+def admin_greeting_create():
+    """A new greeting template: a subject and a body with {name}, {company} and {sender}."""
+    _admin_only()
+    try:
+        row = services.save_greeting_template(current_user, _greeting_data(request.form))
+    except DomainError as exc:
+        return _again(exc, lambda errors: _admin_page(errors, request.form, "greeting-new"))
+    flash(_("The greeting “%(name)s” is saved.", name=row.name), "success")
+    return redirect(url_for("clients.admin") + f"#greeting-{row.id}")
+
+
+@bp.post("/admin/greetings/<int:template_id>")
+def admin_greeting_save(template_id: int):
+    _admin_only()
+    if db.session.get(GreetingTemplate, template_id) is None:
+        abort(404)
+    try:
+        row = services.save_greeting_template(current_user, _greeting_data(request.form), template_id)
+    except DomainError as exc:
+        return _again(exc, lambda errors: _admin_page(errors, request.form, f"greeting-{template_id}"))
+    flash(_("The greeting “%(name)s” is saved.", name=row.name), "success")
+    return redirect(url_for("clients.admin") + f"#greeting-{row.id}")
 
 
 def _pipelines_page(errors: dict | None = None, form=None, which: str = ""):
