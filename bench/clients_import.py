@@ -36,6 +36,10 @@ import time
 import uuid
 from pathlib import Path
 
+import sqlalchemy as sa
+
+from app.core import pgschema
+
 ROOT = Path(__file__).resolve().parent.parent
 COMPANIES = int(os.environ.get("BENCH_COMPANIES", "100000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
@@ -145,9 +149,11 @@ class Schema:
         self.reused = bool(os.environ.get("BENCH_REUSE"))
         self.admin = psycopg.connect(self.url, autocommit=True)
         if not self.reused:
-            self.admin.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public")
+            with sa.create_engine(self.url.replace("postgresql://", "postgresql+psycopg://", 1)
+                                  ).begin() as conn:
+                pgschema.prepare(conn)
             self.admin.execute(f'CREATE SCHEMA "{self.name}"')
-        self.options = f"-csearch_path={self.name},public"
+        self.options = f"-csearch_path={pgschema.search_path(self.name)}"
         self.app = create_app({
             "SQLALCHEMY_DATABASE_URI": self.url.replace("postgresql://", "postgresql+psycopg://", 1),
             "SECRET_KEY": "bench", "CRM_ENV": "production",

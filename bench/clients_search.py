@@ -5,9 +5,10 @@ then the plan of one search, which must use the trigram index.
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test .venv/bin/python -m bench.clients_search
 
-A schema of its own ("<schema>,public" on the search path, where pg_trgm is), dropped at the
-end (BENCH_KEEP=1 keeps it). BENCH_COMPANIES changes the number of companies, BENCH_ROUNDS
-the number of timed passes over the queries. The companies are those of bench.clients_import
+A schema of its own (the shared "extensions" schema, where pg_trgm is, behind it on the
+search path), dropped at the end (BENCH_KEEP=1 keeps it). BENCH_COMPANIES changes the
+number of companies, BENCH_ROUNDS the number of timed passes over the queries. The
+companies are those of bench.clients_import
 (names in Cyrillic and Latin, phones, e-mails, tax numbers), written straight into the table
 with the search text the services compute, the trigram index built after. The queries are
 names with typos, names being typed, phones typed in other formats, parts of e-mails and of

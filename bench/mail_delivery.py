@@ -37,6 +37,8 @@ from pathlib import Path
 import requests
 import socketio
 
+from app.core import pgschema
+
 ROOT = Path(__file__).resolve().parent.parent
 RECEIVERS = int(os.environ.get("BENCH_RECEIVERS", "200"))
 MESSAGES = int(os.environ.get("BENCH_MESSAGES", "50"))
@@ -83,9 +85,10 @@ def database(tmp: Path):
     schema = f"crm_bench_{uuid.uuid4().hex[:8]}"
     engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
     with engine.begin() as conn:
+        pgschema.prepare(conn)
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     try:
-        yield f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema},public"
+        yield f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{pgschema.search_path(schema)}"
     finally:
         with engine.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))

@@ -25,6 +25,10 @@ import time
 import uuid
 from pathlib import Path
 
+import sqlalchemy as sa
+
+from app.core import pgschema
+
 ROOT = Path(__file__).resolve().parent.parent
 MESSAGES = int(os.environ.get("BENCH_MESSAGES", "1000000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
@@ -258,7 +262,7 @@ def load(url: str, schema: str, app, vocabulary: list[str]) -> None:
     with app.app_context():
         upgrade()
         db.session.remove()
-    conn = psycopg.connect(url, options=f"-csearch_path={schema},public")
+    conn = psycopg.connect(url, options=f"-csearch_path={pgschema.search_path(schema)}")
     print(f"generating {MESSAGES:,} messages for {PEOPLE} people in schema {schema}")
     t0 = time.perf_counter()
     # Indexes are built after the load (as a restore does), from their own definitions;
@@ -304,7 +308,7 @@ def measure(url: str, schema: str, app) -> None:
     from app.messaging import search
     from app.messaging.models import Mailbox
 
-    conn = psycopg.connect(url, options=f"-csearch_path={schema},public")
+    conn = psycopg.connect(url, options=f"-csearch_path={pgschema.search_path(schema)}")
     heavy_rows = conn.execute("SELECT count(*) FROM mail_box WHERE user_id = 1").fetchone()[0]
     messages = conn.execute("SELECT count(*) FROM mail_message").fetchone()[0]
     conn.rollback()
@@ -414,11 +418,15 @@ def main() -> None:
     schema = reuse or f"crm_bench_search_{uuid.uuid4().hex[:8]}"
     admin = psycopg.connect(url, autocommit=True)
     if not reuse:
+        with sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1)
+                              ).begin() as conn:
+            pgschema.prepare(conn)
         admin.execute(f'CREATE SCHEMA "{schema}"')
     app = create_app({
         "SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench", "CRM_ENV": "production",
         "INSTANCE_DIR": Path(tempfile.mkdtemp(prefix="crm-bench-")),
-        "SQLALCHEMY_ENGINE_OPTIONS": {"connect_args": {"options": f"-csearch_path={schema},public"}},
+        "SQLALCHEMY_ENGINE_OPTIONS": {
+            "connect_args": {"options": f"-csearch_path={pgschema.search_path(schema)}"}},
     })
     vocabulary = RUSSIAN + ENGLISH
     random.Random(5).shuffle(vocabulary)

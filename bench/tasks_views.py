@@ -35,6 +35,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from app.core import pgschema
+
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = int(os.environ.get("BENCH_TASKS", "200000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "40"))
@@ -481,9 +483,9 @@ def main() -> None:
         admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
         if not reuse:
             with admin.connect() as conn:
+                pgschema.prepare(conn)
                 conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-        # public stays on the path for extensions installed there (pg_trgm of the clients).
-        options = {"connect_args": {"options": f"-csearch_path={schema},public"}}
+        options = {"connect_args": {"options": f"-csearch_path={pgschema.search_path(schema)}"}}
     tmp = Path(tempfile.mkdtemp(prefix="crm-bench-"))
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench",
                       "CRM_ENV": "production", "INSTANCE_DIR": tmp,

@@ -29,7 +29,7 @@ from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
 from app import create_app
-from app.core import clock
+from app.core import clock, pgschema
 from app.extensions import db as _db
 from app.extensions import limiter
 from app.orgchart import services as org
@@ -48,11 +48,11 @@ def pytest_configure(config):
 
 
 def _pg_engine() -> sa.Engine:
-    """The server's database itself. Each test run works in a schema of its own, with
-    `public` behind it on the search path, where the extensions are (pg_trgm)."""
+    """The server's database itself. Each test run works in a schema of its own, with the
+    shared `extensions` schema (pg_trgm) behind it on the search path."""
     engine = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1))
     with engine.begin() as conn:
-        conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public"))
+        pgschema.prepare(conn)
     return engine
 
 
@@ -67,7 +67,7 @@ def fresh_database_url(tmp: Path):
     with engine.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema},public"
+        yield f"{PG_URL}?options=-csearch_path%3D{pgschema.search_path(schema)}"
     finally:
         with engine.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
@@ -91,8 +91,8 @@ def _database_url(tmp: Path) -> tuple[str, dict]:
     with engine.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     engine.dispose()
-    return url, {"connect_args": {"options": f"-csearch_path={schema},public"}, "pool_pre_ping": True,
-                 "_schema": schema}
+    options = f"-csearch_path={pgschema.search_path(schema)}"
+    return url, {"connect_args": {"options": options}, "pool_pre_ping": True, "_schema": schema}
 
 
 @pytest.fixture(scope="session")

@@ -281,7 +281,7 @@ def upgrade():
 
     if op.get_bind().dialect.name == "postgresql":
         # Typo-tolerant search by name, phone, e-mail and tax number.
-        op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public")
+        op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
         op.create_index('ix_client_company_search_trgm', 'client_company', ['search_text'],
                         postgresql_using='gin', postgresql_ops={'search_text': 'gin_trgm_ops'})
         op.create_index('ix_client_contact_search_trgm', 'client_contact', ['search_text'],
