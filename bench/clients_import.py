@@ -4,10 +4,11 @@ bare baseline in the same run.
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test .venv/bin/python -m bench.clients_import
 
 (TEST_DATABASE_URL is used when DATABASE_URL is not set; without either, or on SQLite, the
-benchmark says so and is skipped: it is about PostgreSQL.) Everything happens in a new schema, with "<schema>,
-public" as the search path so that pg_trgm in public is found; it is dropped at the end
-(BENCH_KEEP=1 keeps it). BENCH_COMPANIES changes the number of rows, BENCH_ROUNDS the number
-of timed rounds (the two ways alternate who goes first; the best round of each is compared).
+benchmark says so and is skipped: it is about PostgreSQL.) Everything happens in a new
+schema, with the shared schema where pg_trgm is behind it on the search path
+(app.core.pgschema); it is dropped at the end (BENCH_KEEP=1 keeps it). BENCH_COMPANIES
+changes the number of rows, BENCH_ROUNDS the number of timed rounds (the two ways
+alternate who goes first; the best round of each is compared).
 
 The file is written with openpyxl write_only: legal and short names in Cyrillic and Latin,
 tax numbers, phones, e-mails, status, roles, industry, tags, two categories out of twelve,
@@ -136,7 +137,7 @@ def database_url() -> str:
 
 class Schema:
     """A schema of its own for one run, migrated; the app and psycopg both use it first and
-    public (pg_trgm) after it."""
+    the schema of the extensions (pg_trgm) after it."""
 
     def __init__(self, prefix: str):
         import psycopg
