@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from itertools import pairwise
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import openpyxl
 from flask_babel import format_date
@@ -60,6 +60,7 @@ from app.clients.models import (
 )
 from app.core.clock import utcnow
 from app.core.errors import NotFound, ValidationError
+from app.core.forms import zone_of
 from app.core.models import User
 from app.core.money import from_minor
 from app.core.services import load
@@ -165,12 +166,6 @@ class Report:
 
 # --- filters and scope ------------------------------------------------------------------------
 
-def _zone(user: User) -> ZoneInfo:
-    try:
-        return ZoneInfo(user.timezone or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
-
 
 def _midnight(day: date, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, time(0), zone).astimezone(UTC)
@@ -185,7 +180,7 @@ def filters(actor: User, data) -> Filters:
     """The period, pipeline, person and grouping asked for, checked against what the actor
     may see (a person or pipeline they may not read is not found)."""
     values = load(ReportIn(), data)
-    zone = _zone(actor)
+    zone = zone_of(actor)
     today = utcnow().astimezone(zone).date()
     end = values["end"] or max(today, values["start"] or today)
     start = values["start"] or end - timedelta(days=DEFAULT_DAYS - 1)

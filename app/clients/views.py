@@ -12,8 +12,6 @@ import ast
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale
 from babel.numbers import format_currency, get_currency_precision
@@ -55,6 +53,7 @@ from app.clients.models import (
 )
 from app.core.clock import utcnow
 from app.core.errors import DomainError, PermissionDenied, ValidationError
+from app.core.forms import MAX_ID, form_int, local_input, utc_from_local
 from app.core.i18n import translate_library_message
 from app.core.models import User
 from app.core.money import from_minor
@@ -62,7 +61,6 @@ from app.core.services import is_admin
 from app.extensions import db
 from app.orgchart import chart as charts
 
-MAX_ID = 2**31 - 1
 ROLES = ("client", "supplier", "partner")
 ROLE_NAMES = {"client": _l("Client"), "supplier": _l("Supplier"), "partner": _l("Partner")}
 STATUS_NAMES = {"prospect": _l("Prospect"), "active": _l("Active"), "former": _l("Former")}
@@ -114,7 +112,7 @@ def clients_shell():
             "deal_status_names": DEAL_STATUS_NAMES, "deal_status_styles": DEAL_STATUS_STYLES,
             "stage_kind_names": STAGE_KIND_NAMES, "date_kind_names": DATE_KIND_NAMES,
             "reason_kind_names": REASON_KIND_NAMES, "step_filters": STEP_FILTERS,
-            "now": utcnow(), "local_input": _local_input, "clients_nav": _nav,
+            "now": utcnow(), "local_input": local_input, "clients_nav": _nav,
             "company_label": _company_label, "amount_input": _amount_input,
             "short_money": _short_money, "when_format": "EEE d MMM y, HH:mm"}
 
@@ -164,40 +162,8 @@ def _amount_input(minor: int | None, currency: str) -> str:
 
 # --- input shaping --------------------------------------------------------------------------
 
-def _zone() -> ZoneInfo:
-    try:
-        return ZoneInfo(current_user.timezone or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
 
 
-def _local_input(value: datetime | None) -> str:
-    """A stored UTC time as a datetime-local field value in the user's zone."""
-    return to_user_timezone(value).strftime("%Y-%m-%dT%H:%M") if value else ""
-
-
-def _utc(value: str | None):
-    """A datetime-local field (the user's zone) as aware UTC in ISO form; what cannot be
-    read is passed on as typed, so the schema says what is wrong with it."""
-    value = (value or "").strip()
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return value
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=_zone())
-    return moment.astimezone(UTC).isoformat()
-
-
-def _int(value: str | None):
-    """An id or a whole number: empty is none; anything else unreadable is passed on as
-    typed, so the schema refuses it with its own words."""
-    value = (value or "").strip()
-    if not value:
-        return None
-    return int(value) if value.isdigit() and int(value) <= MAX_ID else value
 
 
 def _split(text: str | None, commas: bool = True) -> list[str]:
@@ -493,8 +459,8 @@ def _company_data(form, company: Company | None = None) -> dict:
     data["phones"] = _split(form.get("phones"))
     data["emails"] = _split(form.get("emails"))
     data["addresses"] = _pairs(form.get("addresses"), "kind", "text", "office")
-    data["next_step_at"] = _utc(form.get("next_step_at"))
-    responsible = _int(form.get("responsible_id"))
+    data["next_step_at"] = utc_from_local(form.get("next_step_at"))
+    responsible = form_int(form.get("responsible_id"))
     if company is None or responsible != company.responsible_id:
         data["responsible_id"] = responsible
     data["parent_id"] = _picked(form.get("parent"), "parent_id")
@@ -545,7 +511,7 @@ def company_archive(company_id: int):
 
 @bp.post("/companies/<int:company_id>/share")
 def company_share(company_id: int):
-    ids = [_int(v) for v in request.form.getlist("user_ids") if v.strip()]
+    ids = [form_int(v) for v in request.form.getlist("user_ids") if v.strip()]
     return _run(lambda: services.share(current_user, company_id, {"user_ids": ids}),
                 _("Sharing is saved."), url_for("clients.company", company_id=company_id))
 
@@ -555,17 +521,17 @@ def company_share(company_id: int):
 def _interaction_data(form, company_id: int) -> dict:
     kind = form.get("kind", "")
     reason = form.get("complaint_reason_id") if kind == "complaint" else form.get("reason_id")
-    return {"company_id": company_id, "contact_id": _int(form.get("contact_id")),
-            "deal_id": _int(form.get("deal_id")), "kind": kind,
+    return {"company_id": company_id, "contact_id": form_int(form.get("contact_id")),
+            "deal_id": form_int(form.get("deal_id")), "kind": kind,
             "subject": form.get("subject", ""), "body": form.get("body", ""),
             "outcome": form.get("outcome") or None, "next_step": form.get("next_step", ""),
-            "next_step_at": _utc(form.get("next_step_at")), "reason_id": _int(reason)}
+            "next_step_at": utc_from_local(form.get("next_step_at")), "reason_id": form_int(reason)}
 
 
 @bp.post("/companies/<int:company_id>/log")
 def interaction_new(company_id: int):
     """Log a contact from a company's card or a deal's page (the deal's company)."""
-    deal_id = _int(request.form.get("deal_id"))
+    deal_id = form_int(request.form.get("deal_id"))
     from_deal = request.form.get("from") == "deal" and isinstance(deal_id, int)
     try:
         services.log_interaction(current_user, _interaction_data(request.form, company_id))
@@ -587,10 +553,10 @@ def interaction_new(company_id: int):
 def date_new():
     """A significant date on a company's card or a contact's page."""
     form = request.form
-    data = {"company_id": _int(form.get("company_id")), "contact_id": _int(form.get("contact_id")),
+    data = {"company_id": form_int(form.get("company_id")), "contact_id": form_int(form.get("contact_id")),
             "kind": form.get("kind", ""), "title": form.get("title", ""),
             "on": form.get("on", "").strip() or None, "yearly": "yearly" in form,
-            "remind_days": _int(form.get("remind_days")) if form.get("remind_days", "").strip()
+            "remind_days": form_int(form.get("remind_days")) if form.get("remind_days", "").strip()
             else 3}
     if isinstance(data["company_id"], int):
         back = url_for("clients.company", company_id=data["company_id"])
@@ -750,7 +716,7 @@ def _lead_data(form) -> dict:
     data = {k: form.get(k, "").strip() for k in ("source", "name", "company_name", "email",
                                                   "phone", "tax_number")}
     data["message"] = form.get("message", "")
-    data["responsible_id"] = _int(form.get("responsible_id"))
+    data["responsible_id"] = form_int(form.get("responsible_id"))
     return data
 
 
@@ -792,9 +758,9 @@ def lead_reject(lead_id: int):
 def lead_convert(lead_id: int):
     """One step: a company (new, or a duplicate joined), a contact and a deal."""
     form = request.form
-    data = {"company_id": _int(form.get("company_id")) if form.get("company_id") != "new" else None,
-            "contact_id": _int(form.get("contact_id")) if form.get("contact_id") != "new" else None,
-            "deal_title": form.get("deal_title", ""), "pipeline_id": _int(form.get("pipeline_id")),
+    data = {"company_id": form_int(form.get("company_id")) if form.get("company_id") != "new" else None,
+            "contact_id": form_int(form.get("contact_id")) if form.get("contact_id") != "new" else None,
+            "deal_title": form.get("deal_title", ""), "pipeline_id": form_int(form.get("pipeline_id")),
             "currency": form.get("currency", "RUB").strip().upper() or "RUB"}
     amount = _amount(form.get("amount"))
     if amount is not None:
@@ -907,17 +873,18 @@ def deal(deal_id: int):
 def _deal_data(form, new: bool) -> dict:
     data = {"title": form.get("title", ""),
             "company_id": _picked(form.get("company"), "company_id"),
-            "contact_id": _int(form.get("contact_id")), "currency": form.get("currency", "").strip().upper()
-            or "RUB", "expected_close": form.get("expected_close", "").strip() or None,
-            "responsible_id": _int(form.get("responsible_id")), "next_step": form.get("next_step", ""),
-            "next_step_at": _utc(form.get("next_step_at")),
-            "probability": _int(form.get("probability"))}
+            "contact_id": form_int(form.get("contact_id")),
+            "currency": form.get("currency", "").strip().upper() or "RUB",
+            "expected_close": form.get("expected_close", "").strip() or None,
+            "responsible_id": form_int(form.get("responsible_id")), "next_step": form.get("next_step", ""),
+            "next_step_at": utc_from_local(form.get("next_step_at")),
+            "probability": form_int(form.get("probability"))}
     amount = _amount(form.get("amount"))
     if amount is not None or not new:
         data["amount"] = amount or "0"
     if new:
-        data["pipeline_id"] = _int(form.get("pipeline_id"))
-        data["stage_id"] = _int(form.get("stage_id"))
+        data["pipeline_id"] = form_int(form.get("pipeline_id"))
+        data["stage_id"] = form_int(form.get("stage_id"))
     return data
 
 
@@ -980,8 +947,8 @@ def _wants_json() -> bool:
 def deal_move(deal_id: int):
     """A deal to another stage: from the board (fetch, answered in JSON) or the deal's page
     (a form). Losing a deal needs a reason from the list."""
-    data = {"stage_id": _int(request.form.get("stage_id")),
-            "reason_id": _int(request.form.get("reason_id")), "note": request.form.get("note", "")}
+    data = {"stage_id": form_int(request.form.get("stage_id")),
+            "reason_id": form_int(request.form.get("reason_id")), "note": request.form.get("note", "")}
     if _wants_json():
         row = services.move_deal(current_user, deal_id, data)  # errors answer in JSON
         return jsonify({"id": row.id, "stage_id": row.stage_id, "status": row.status,
@@ -1046,8 +1013,8 @@ def admin():
 @bp.post("/admin/settings")
 def admin_settings():
     _admin_only()
-    data = {"lead_minutes": _int(request.form.get("lead_minutes")),
-            "lead_post_id": _int(request.form.get("lead_post_id")) or 0}
+    data = {"lead_minutes": form_int(request.form.get("lead_minutes")),
+            "lead_post_id": form_int(request.form.get("lead_post_id")) or 0}
     try:
         services.set_settings(current_user, data)
     except DomainError as exc:
@@ -1084,8 +1051,8 @@ def admin_form_create():
 @bp.post("/admin/hand-over")
 def admin_hand_over():
     _admin_only()
-    data = {"from_user_id": _int(request.form.get("from_user_id")),
-            "to_user_id": _int(request.form.get("to_user_id"))}
+    data = {"from_user_id": form_int(request.form.get("from_user_id")),
+            "to_user_id": form_int(request.form.get("to_user_id"))}
     try:
         moved = services.hand_over(current_user, data)
     except DomainError as exc:
@@ -1149,9 +1116,9 @@ def _pipeline_data(form) -> dict:
         if not name:
             continue
         order = form.get(f"order-{i}", "").strip()
-        probability = _int(form.get(f"probability-{i}"))
+        probability = form_int(form.get(f"probability-{i}"))
         rows.append((int(order) if order.isdigit() else 1000 + i, i, {
-            "id": _int(form.get(f"id-{i}")), "name": name,
+            "id": form_int(form.get(f"id-{i}")), "name": name,
             "kind": form.get(f"kind-{i}", "open"),
             "probability": 0 if probability is None else probability}))
     return {"name": form.get("name", ""), "stages": [r for _o, _i, r in sorted(rows, key=lambda r: r[:2])]}

@@ -24,7 +24,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -34,6 +33,7 @@ from sqlalchemy import func, select
 
 from app.core.clock import utcnow
 from app.core.errors import NotFound
+from app.core.forms import zone_of
 from app.core.models import User
 from app.core.services import load
 from app.extensions import db
@@ -215,17 +215,11 @@ def _board_order(chart: charts.Chart):
 
 # --- the range ------------------------------------------------------------------------------
 
-def _zone(user: User) -> ZoneInfo:
-    try:
-        return ZoneInfo(user.timezone or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
-
 
 def week_bounds(actor: User, weeks: int, end: date | None = None) -> list[datetime]:
     """Midnights (in the actor's zone, as UTC) that cut the range into weeks; the last one is
     the end of the day `end` (today by default)."""
-    zone = _zone(actor)
+    zone = zone_of(actor)
     last = end or utcnow().astimezone(zone).date()
     days = [last + timedelta(days=1) - timedelta(days=7 * i) for i in range(weeks, -1, -1)]
     return [datetime.combine(d, time(0), zone).astimezone(UTC) for d in days]

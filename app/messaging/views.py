@@ -31,6 +31,7 @@ from app.core import attachments, feed, markup
 from app.core import services as core_services
 from app.core.clock import utcnow
 from app.core.errors import DomainError, NotFound
+from app.core.forms import MAX_ID, local_input, utc_from_local
 from app.core.models import Attachment, User
 from app.extensions import db
 from app.messaging import bp, services
@@ -56,7 +57,6 @@ KIND_NAMES = {"ordinary": _l("Ordinary"), "request": _l("Request"), "report": _l
 IMPORTANCE_NAMES = {"low": _l("Low"), "normal": _l("Normal"), "high": _l("High")}
 LABEL_COLORS = ["secondary", "primary", "success", "danger", "warning", "info", "dark"]
 PICK_LIMIT = 8
-MAX_ID = 2**31 - 1  # row ids are 32-bit integers on PostgreSQL
 
 
 @bp.url_value_preprocessor
@@ -111,24 +111,6 @@ def snippet(html: str, n: int = 140) -> str:
     return text if len(text) <= n else text[:n].rsplit(" ", 1)[0] + "…"
 
 
-def _local_input(value: datetime | None) -> str:
-    """A stored UTC time as a datetime-local field value in the user's zone."""
-    return to_user_timezone(value).strftime("%Y-%m-%dT%H:%M") if value else ""
-
-
-def _utc(value: str | None):
-    """A datetime-local field (the user's zone) as aware UTC in ISO form; what cannot be read
-    is passed on as typed, so the schema says what is wrong with it."""
-    value = (value or "").strip()
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return value
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=ZoneInfo(current_user.timezone or "UTC"))
-    return moment.astimezone(UTC).isoformat()
 
 
 def _int(value: str | None):
@@ -322,7 +304,7 @@ def _thread_context(message_id: int) -> dict:
     return {"boxes": boxes, "current": current, "root": root, "revisions": revisions,
             "files": files, "receipts": receipts, "now": utcnow(), "kind_names": KIND_NAMES,
             "importance_names": IMPORTANCE_NAMES, "labels": services.labels_of(current_user),
-            "ids": ids, "local_input": _local_input,
+            "ids": ids, "local_input": local_input,
             "archived": current.folder == "archive",
             "snooze_presets": _snooze_presets()}
 
@@ -392,7 +374,7 @@ def _preset_time(preset: str) -> str | None:
 
 @bp.route("/<int:message_id>/snooze", methods=["POST"])
 def snooze(message_id: int):
-    until = _preset_time(request.form.get("preset", "")) or _utc(request.form.get("until"))
+    until = _preset_time(request.form.get("preset", "")) or utc_from_local(request.form.get("until"))
     return _run(lambda: services.snooze(current_user, message_id, {"until": until}),
                 _("Deferred: it comes back to your inbox at the time you chose."),
                 _to_thread(message_id), then=url_for("messaging.inbox"))
@@ -471,8 +453,8 @@ def _compose_data(form) -> dict:
         "body": form.get("body", ""),
         "kind": kind,
         "importance": form.get("importance") or "normal",
-        "reply_due_at": _utc(form.get("reply_due_at")) if kind == "request" else None,
-        "send_at": _utc(form.get("send_at")),
+        "reply_due_at": utc_from_local(form.get("reply_due_at")) if kind == "request" else None,
+        "send_at": utc_from_local(form.get("send_at")),
         "external_to": (form.get("external_to") or "").strip() or None,
         "parent_id": _int(form.get("parent_id")),
         "forward_of": _int(form.get("forward_of")),
@@ -523,8 +505,8 @@ def compose():
         known = {_token(a): a.label for a in draft.addresses}
         tokens = list(known)
         form.update(subject=draft.subject, body=draft.body, kind=draft.kind,
-                    importance=draft.importance, reply_due_at=_local_input(draft.reply_due_at),
-                    send_at=_local_input(draft.send_at), external_to=draft.external_to or "",
+                    importance=draft.importance, reply_due_at=local_input(draft.reply_due_at),
+                    send_at=local_input(draft.send_at), external_to=draft.external_to or "",
                     parent_id=draft.parent_id or "", forward_of=draft.forwarded_id or "",
                     draft_id=draft.id)
         if draft.state == "draft" and draft.local_id:  # a scheduled one keeps a fresh id: sending

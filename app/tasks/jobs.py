@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.dates import format_date, format_datetime
 from flask import current_app
@@ -32,6 +31,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import joinedload
 
 from app.core import links, notifications
+from app.core.forms import zone_of
 from app.core.jobs import job
 from app.core.mail import queue_email
 from app.core.models import User
@@ -49,17 +49,11 @@ HORIZON = timedelta(hours=38)
 NEVER = datetime(1970, 1, 1, tzinfo=UTC)  # a digest row claimed before its first digest
 
 
-def _zone(user: User) -> ZoneInfo:
-    try:
-        return ZoneInfo(user.timezone or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
-
 
 def _when(value: datetime | None, user: User) -> str:
     if value is None:
         return "—"
-    return format_datetime(value, "short", tzinfo=_zone(user), locale=user.language or "en")
+    return format_datetime(value, "short", tzinfo=zone_of(user), locale=user.language or "en")
 
 
 def absolute(path: str) -> str:
@@ -145,7 +139,7 @@ def escalate(now: datetime) -> str:
 
 def _morning(user: User, now: datetime) -> datetime | None:
     """Today's DIGEST_HOUR in the person's time zone, or None before it."""
-    local = now.astimezone(_zone(user))
+    local = now.astimezone(zone_of(user))
     if local.hour < DIGEST_HOUR:
         return None
     return local.replace(hour=DIGEST_HOUR, minute=0, second=0, microsecond=0)
@@ -216,7 +210,7 @@ def _send_digest(user: User, now: datetime, tasks: list[Task], steps: list[Step]
     if not (overdue or today or my_steps):
         return False
     with force_locale(user.language or "en"):
-        day = format_date(now.astimezone(_zone(user)).date(), "full",
+        day = format_date(now.astimezone(zone_of(user)).date(), "full",
                           locale=user.language or "en")
         lines = [_("Your work for %(day)s", day=day), ""]
         lines += _section(_("Overdue"), overdue, user)

@@ -8,7 +8,6 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import (
     abort,
@@ -21,7 +20,7 @@ from flask import (
     request,
     url_for,
 )
-from flask_babel import format_date, format_datetime, to_user_timezone
+from flask_babel import format_date, format_datetime
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -30,6 +29,7 @@ from sqlalchemy import func, or_, select
 from app.core import attachments, links, markup
 from app.core.clock import utcnow
 from app.core.errors import DomainError, PermissionDenied
+from app.core.forms import MAX_ID, local_input, utc_from_local, zone_of
 from app.core.models import User
 from app.core.services import is_admin
 from app.extensions import db
@@ -37,7 +37,6 @@ from app.orgchart import chart as charts
 from app.tasks import bp, schemas, services
 from app.tasks.models import ACTIVE, CLOSED, STATUSES, Run, Step, Task
 
-MAX_ID = 2**31 - 1
 STEP_ROWS_MAX = schemas.STEPS_MAX + 1  # one more than allowed, so the rule is the one to refuse
 STAGE_ROWS_MAX = schemas.STAGES_MAX + 1
 
@@ -80,7 +79,7 @@ def tasks_links():
 def tasks_shell():
     return {"status_names": STATUS_NAMES, "status_styles": STATUS_STYLES,
             "priority_names": PRIORITY_NAMES, "run_status_names": RUN_STATUS_NAMES,
-            "tasks_sidebar": _sidebar, "local_input": _local_input, "now": utcnow(),
+            "tasks_sidebar": _sidebar, "local_input": local_input, "now": utcnow(),
             "post_name": _post_name, "markdown": markup.render}
 
 
@@ -128,31 +127,7 @@ def _page_number() -> int:
     return min(max(request.args.get("page", 1, type=int), 1), 100_000)
 
 
-def _zone() -> ZoneInfo:
-    try:
-        return ZoneInfo(current_user.timezone or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
 
-
-def _local_input(value: datetime | None) -> str:
-    """A stored UTC time as a datetime-local field value in the user's zone."""
-    return to_user_timezone(value).strftime("%Y-%m-%dT%H:%M") if value else ""
-
-
-def _utc(value: str | None):
-    """A datetime-local field (the user's zone) as aware UTC in ISO form; what cannot be
-    read is passed on as typed, so the schema says what is wrong with it."""
-    value = (value or "").strip()
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return value
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=_zone())
-    return moment.astimezone(UTC).isoformat()
 
 
 def _day_bound(value: str | None, *, end: bool = False):
@@ -167,7 +142,7 @@ def _day_bound(value: str | None, *, end: bool = False):
         return value
     if end:
         day += timedelta(days=1)
-    return datetime.combine(day, time(0), tzinfo=_zone()).astimezone(UTC).isoformat()
+    return datetime.combine(day, time(0), tzinfo=zone_of(current_user)).astimezone(UTC).isoformat()
 
 
 def _int(value: str | None):
@@ -525,7 +500,7 @@ def decide(task_id: int):
 def _step_data(form, prefix: str = "") -> dict:
     return {"title": form.get(f"{prefix}title", ""),
             "assignee_id": _int(form.get(f"{prefix}assignee_id")),
-            "due_at": _utc(form.get(f"{prefix}due_at")),
+            "due_at": utc_from_local(form.get(f"{prefix}due_at")),
             "parallel": form.get(f"{prefix}parallel") == "1",
             "required": form.get(f"{prefix}required") == "1"}
 
@@ -601,7 +576,7 @@ def watch(task_id: int):
 @bp.post("/<int:task_id>/reminders")
 def add_reminder(task_id: int):
     form = request.form.to_dict()
-    data = {"remind_at": _utc(form.get("remind_at")), "note": form.get("note", "")}
+    data = {"remind_at": utc_from_local(form.get("remind_at")), "note": form.get("note", "")}
     try:
         services.add_reminder(current_user, task_id, data)
     except DomainError as exc:
@@ -707,13 +682,13 @@ def _task_data(form) -> dict:
     return {"title": form.get("title", ""), "description": form.get("description", ""),
             "assignee": form.get("assignee") or None,
             "watchers": [_int(v) for v in form.getlist("watchers") if v.strip()],
-            "start_at": _utc(form.get("start_at")), "due_at": _utc(form.get("due_at")),
+            "start_at": utc_from_local(form.get("start_at")), "due_at": utc_from_local(form.get("due_at")),
             "priority": form.get("priority") or "normal", "link": form.get("link") or None}
 
 
 def _step_rows(form) -> list[dict]:
     return [{"title": r.get("title", ""), "assignee_id": _int(r.get("assignee_id")),
-             "due_at": _utc(r.get("due_at")), "parallel": r.get("parallel") == "1",
+             "due_at": utc_from_local(r.get("due_at")), "parallel": r.get("parallel") == "1",
              "required": r.get("required") == "1"}
             for r in _rows(form, "steps", STEP_ROWS_MAX)]
 
@@ -784,7 +759,7 @@ def edit(task_id: int):
     if request.method == "GET":
         form = {"title": task.title, "description": task.description, "assignee": token,
                 "assignee_was": token, "watchers": [str(w.user_id) for w in task.watchers],
-                "start_at": _local_input(task.start_at), "due_at": _local_input(task.due_at),
+                "start_at": local_input(task.start_at), "due_at": local_input(task.due_at),
                 "priority": task.priority, "link": link, "link_was": link}
         return _form_page("tasks/form.html", form, task=task)
     data = _task_data(request.form)
@@ -1023,7 +998,7 @@ def run_new():
     form = request.form.to_dict()
     other = form.get("link_other", "").strip()
     data = {"programme_id": _int(form.get("programme_id")), "title": form.get("title", ""),
-            "link": other or form.get("link") or None, "start_at": _utc(form.get("start_at"))}
+            "link": other or form.get("link") or None, "start_at": utc_from_local(form.get("start_at"))}
     if data["programme_id"] is None:
         return _run_form_page(form, {"programme_id": [_("Choose a programme.")]}, 422)
     try:
@@ -1086,7 +1061,7 @@ def _ticks(t0: datetime, t1: datetime, most: int = 8) -> list[tuple[datetime, st
     """Round moments of the user's clock between two times (hours or days apart, at most
     `most` of them), each with its label."""
     step = next((s for s in TICK_STEPS if (t1 - t0) / s <= most), TICK_STEPS[-1])
-    local = t0.astimezone(_zone())
+    local = t0.astimezone(zone_of(current_user))
     if step >= timedelta(days=1):
         moment = local.replace(hour=0, minute=0, second=0, microsecond=0)
     else:
