@@ -12,6 +12,7 @@ from flask_login import current_user
 
 from app.clients import bp, charts, reports, services
 from app.clients import dates_views as _dates_views  # noqa: F401 - the greeting's route
+from app.core.charts import FORMATS
 from app.core.errors import ValidationError
 from app.core.money import format_money, from_minor
 
@@ -83,7 +84,7 @@ def reports_chart(kind: str, fmt: str):
         response = current_app.response_class(status=304)
     else:
         response = current_app.response_class(charts.render(picture, fmt),
-                                              mimetype=charts.FORMATS[fmt])
+                                              mimetype=FORMATS[fmt])
     response.set_etag(tag)
     response.headers["Cache-Control"] = "private, no-cache"
     response.headers["Content-Security-Policy"] = CSP

@@ -13,6 +13,7 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 from sqlalchemy import func, select
 
 from app.core.api_base import api_blueprint, api_user, page_envelope, paginated
+from app.core.charts import FORMATS
 from app.core.clock import utcnow
 from app.core.errors import ValidationError
 from app.core.services import load
@@ -112,7 +113,7 @@ def analytics_chart(fmt: str):
     if tag in request.if_none_match:
         response = current_app.response_class(status=304)
     else:
-        response = current_app.response_class(charts.render(trend, fmt), mimetype=charts.FORMATS[fmt])
+        response = current_app.response_class(charts.render(trend, fmt), mimetype=FORMATS[fmt])
     response.set_etag(tag)
     response.headers["Cache-Control"] = "private, no-cache"
     response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; sandbox"

@@ -12,7 +12,6 @@ import hashlib
 import io
 import threading
 import warnings
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import matplotlib
@@ -21,19 +20,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from app.core.errors import ValidationError
+from app.core.charts import DrawingCache
 
-FORMATS = {"svg": "image/svg+xml", "png": "image/png"}
-CACHE_SIZE = 64
 DPI = 110
 SENT_COLOR = "#0d6efd"
 RECEIVED_COLOR = "#adb5bd"
 RC = {"svg.fonttype": "none", "svg.hashsalt": "mail-trend", "text.hinting": "no_hinting"}
 
-_cache: OrderedDict[str, bytes] = OrderedDict()
-_cache_lock = threading.Lock()
 _render_lock = threading.Lock()
-stats = {"renders": 0, "hits": 0}
 
 
 @dataclass(frozen=True)
@@ -56,32 +50,10 @@ def trend(title: str, labels, sent, received) -> Trend:
     return Trend(title, tuple(labels), tuple(sent), tuple(received), _("Sent"), _("Received"))
 
 
-def etag(data: Trend, fmt: str) -> str:
-    if fmt not in FORMATS:
-        raise ValidationError(_("Choose SVG or PNG."))
-    return data.key(fmt)[:32]
-
-
-def render(data: Trend, fmt: str) -> bytes:
-    """The picture as SVG or PNG bytes, from the cache when the same data was drawn."""
-    key = etag(data, fmt)
-    with _cache_lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-            stats["hits"] += 1
-            return _cache[key]
-    out = _draw(data, fmt)
-    with _cache_lock:
-        stats["renders"] += 1
-        _cache[key] = out
-        while len(_cache) > CACHE_SIZE:
-            _cache.popitem(last=False)
-    return out
-
-
-def clear_cache() -> None:
-    with _cache_lock:
-        _cache.clear()
+# Drawn once per distinct data; `stats` counts renders and cache hits.
+_drawings = DrawingCache(lambda data, fmt: _draw(data, fmt))
+etag, render, clear_cache, stats = (_drawings.etag, _drawings.render, _drawings.clear,
+                                    _drawings.stats)
 
 
 def _draw(data: Trend, fmt: str) -> bytes:
