@@ -51,14 +51,12 @@ from app.clients.schemas import (
 from app.core.api_base import page_envelope, paginated, session_api_blueprint
 from app.core.clock import utcnow
 from app.core.errors import NotFound
+from app.core.forms import MAX_ID
 from app.core.models import User
 from app.core.money import from_minor
 from app.extensions import db
 
 ALL: list = []  # flask-smorest blueprints, registered by app.clients.register
-
-MAX_ID = 2**31 - 1  # row ids are 32-bit integers on PostgreSQL
-
 
 def _blueprint(name: str, url_prefix: str, description: str):
     return session_api_blueprint(name, __name__, f"/clients{url_prefix}", description)

@@ -63,6 +63,7 @@ from app.core.errors import NotFound, ValidationError
 from app.core.forms import zone_of
 from app.core.models import User
 from app.core.money import from_minor
+from app.core.schemas import row_id
 from app.core.services import load
 from app.extensions import db
 
@@ -91,10 +92,8 @@ class ReportIn(Schema):
                         validate=validate.Range(min=date(2000, 1, 1), max=date(2100, 1, 1)))
     end = fields.Date(load_default=None, allow_none=True,
                       validate=validate.Range(min=date(2000, 1, 1), max=date(2100, 1, 1)))
-    pipeline_id = fields.Integer(load_default=None, allow_none=True,
-                                 validate=validate.Range(min=1, max=2**31 - 1))
-    user_id = fields.Integer(load_default=None, allow_none=True,
-                             validate=validate.Range(min=1, max=2**31 - 1))
+    pipeline_id = row_id(load_default=None, allow_none=True, strict=False)
+    user_id = row_id(load_default=None, allow_none=True, strict=False)
     step = fields.String(load_default="week", validate=validate.OneOf(STEPS))
     group = fields.String(load_default="manager", validate=validate.OneOf(GROUPS))
     currency = fields.String(load_default=None, allow_none=True,

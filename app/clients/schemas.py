@@ -15,6 +15,7 @@ from app.clients.models import (
     REASON_KINDS,
     STAGE_KINDS,
 )
+from app.core.schemas import row_id
 
 TEXT_MAX = 20_000
 LIST_MAX = 20
@@ -25,8 +26,6 @@ class _In(Schema):
         unknown = EXCLUDE
 
 
-def _id(**kw):
-    return fields.Integer(strict=True, validate=validate.Range(min=1, max=2**31 - 1), **kw)
 
 
 def _when(**kw):
@@ -59,16 +58,16 @@ class CompanyIn(_In):
     phones = _strings(40, load_default=list)
     emails = fields.List(fields.Email(), load_default=list, validate=validate.Length(max=LIST_MAX))
     website = fields.String(load_default="", validate=validate.Length(max=300))
-    responsible_id = _id(load_default=None, allow_none=True)
+    responsible_id = row_id(load_default=None, allow_none=True)
     status = fields.String(load_default="prospect", validate=validate.OneOf(COMPANY_STATUSES))
     notes = fields.String(load_default="", validate=validate.Length(max=TEXT_MAX))
-    parent_id = _id(load_default=None, allow_none=True)
+    parent_id = row_id(load_default=None, allow_none=True)
     next_step = fields.String(load_default="", validate=validate.Length(max=300))
     next_step_at = _when(load_default=None)
 
 
 class ContactLinkIn(_In):
-    company_id = _id(required=True)
+    company_id = row_id(required=True)
     position = fields.String(load_default="", validate=validate.Length(max=200))
 
 
@@ -91,9 +90,9 @@ class ContactIn(_In):
 
 
 class InteractionIn(_In):
-    company_id = _id(required=True)
-    contact_id = _id(load_default=None, allow_none=True)
-    deal_id = _id(load_default=None, allow_none=True)
+    company_id = row_id(required=True)
+    contact_id = row_id(load_default=None, allow_none=True)
+    deal_id = row_id(load_default=None, allow_none=True)
     kind = fields.String(required=True, validate=validate.OneOf(INTERACTION_KINDS))
     subject = fields.String(load_default="", validate=validate.Length(max=300))
     body = fields.String(load_default="", validate=validate.Length(max=TEXT_MAX))
@@ -102,11 +101,11 @@ class InteractionIn(_In):
     outcome = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(OUTCOMES))
     next_step = fields.String(load_default="", validate=validate.Length(max=300))
     next_step_at = _when(load_default=None)
-    reason_id = _id(load_default=None, allow_none=True)
+    reason_id = row_id(load_default=None, allow_none=True)
 
 
 class StageIn(_In):
-    id = _id(load_default=None, allow_none=True)  # an existing stage kept
+    id = row_id(load_default=None, allow_none=True)  # an existing stage kept
     name = fields.String(required=True, validate=validate.Length(min=1, max=120))
     kind = fields.String(load_default="open", validate=validate.OneOf(STAGE_KINDS))
     probability = fields.Integer(strict=True, load_default=0, validate=validate.Range(0, 100))
@@ -120,24 +119,24 @@ class PipelineIn(_In):
 
 class DealIn(_In):
     title = fields.String(required=True, validate=validate.Length(min=1, max=300))
-    company_id = _id(required=True)
-    contact_id = _id(load_default=None, allow_none=True)
-    pipeline_id = _id(load_default=None, allow_none=True)
-    stage_id = _id(load_default=None, allow_none=True)
+    company_id = row_id(required=True)
+    contact_id = row_id(load_default=None, allow_none=True)
+    pipeline_id = row_id(load_default=None, allow_none=True)
+    stage_id = row_id(load_default=None, allow_none=True)
     amount = fields.Decimal(load_default=0, places=None, as_string=False,
                             validate=validate.Range(min=0, max=10**13))
     currency = fields.String(load_default="RUB", validate=validate.Regexp(r"^[A-Z]{3}$"))
     probability = fields.Integer(strict=True, load_default=None, allow_none=True,
                                  validate=validate.Range(0, 100))
     expected_close = fields.Date(load_default=None, allow_none=True)
-    responsible_id = _id(load_default=None, allow_none=True)
+    responsible_id = row_id(load_default=None, allow_none=True)
     next_step = fields.String(load_default="", validate=validate.Length(max=300))
     next_step_at = _when(load_default=None)
 
 
 class MoveIn(_In):
-    stage_id = _id(required=True)
-    reason_id = _id(load_default=None, allow_none=True)  # required to lose a deal
+    stage_id = row_id(required=True)
+    reason_id = row_id(load_default=None, allow_none=True)  # required to lose a deal
     note = fields.String(load_default="", validate=validate.Length(max=TEXT_MAX))
 
 
@@ -155,14 +154,14 @@ class LeadIn(_In):
     phone = fields.String(load_default="", validate=validate.Regexp(r"^[0-9+()\- .]{0,40}$"))
     tax_number = fields.String(load_default="", validate=validate.Regexp(r"^[0-9A-Za-z-]{0,32}$"))
     message = fields.String(load_default="", validate=validate.Length(max=5000))
-    responsible_id = _id(load_default=None, allow_none=True)
+    responsible_id = row_id(load_default=None, allow_none=True)
 
 
 class ConvertIn(_In):
-    company_id = _id(load_default=None, allow_none=True)  # an existing company (a duplicate)
-    contact_id = _id(load_default=None, allow_none=True)
+    company_id = row_id(load_default=None, allow_none=True)  # an existing company (a duplicate)
+    contact_id = row_id(load_default=None, allow_none=True)
     deal_title = fields.String(load_default="", validate=validate.Length(max=300))
-    pipeline_id = _id(load_default=None, allow_none=True)
+    pipeline_id = row_id(load_default=None, allow_none=True)
     amount = fields.Decimal(load_default=0, places=None, validate=validate.Range(min=0, max=10**13))
     currency = fields.String(load_default="RUB", validate=validate.Regexp(r"^[A-Z]{3}$"))
 
@@ -173,8 +172,8 @@ class ReasonIn(_In):
 
 
 class DateIn(_In):
-    company_id = _id(load_default=None, allow_none=True)
-    contact_id = _id(load_default=None, allow_none=True)
+    company_id = row_id(load_default=None, allow_none=True)
+    contact_id = row_id(load_default=None, allow_none=True)
     kind = fields.String(required=True, validate=validate.OneOf(DATE_KINDS))
     title = fields.String(load_default="", validate=validate.Length(max=200))
     on = fields.Date(required=True)
@@ -183,12 +182,12 @@ class DateIn(_In):
 
 
 class HandOverIn(_In):
-    from_user_id = _id(required=True)
-    to_user_id = _id(required=True)
+    from_user_id = row_id(required=True)
+    to_user_id = row_id(required=True)
 
 
 class ShareIn(_In):
-    user_ids = fields.List(_id(), required=True, validate=validate.Length(max=50))
+    user_ids = fields.List(row_id(), required=True, validate=validate.Length(max=50))
 
 
 class GreetingIn(_In):
@@ -198,5 +197,5 @@ class GreetingIn(_In):
 
 
 class GreetingSendIn(_In):
-    template_id = _id(required=True)
-    company_id = _id(load_default=None, allow_none=True)  # the company named in {company}
+    template_id = row_id(required=True)
+    company_id = row_id(load_default=None, allow_none=True)  # the company named in {company}

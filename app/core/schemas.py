@@ -9,7 +9,18 @@ from flask_babel import lazy_gettext as _l
 from marshmallow import EXCLUDE, Schema, fields, validate
 from marshmallow import ValidationError as MaValidationError
 
+from app.core.forms import MAX_ID
+
 _TIMEZONES = frozenset(available_timezones())
+
+
+ID_RANGE = validate.Range(min=1, max=MAX_ID)
+
+
+def row_id(**kw) -> fields.Integer:
+    """A row's id in a request: a whole number the database can hold."""
+    kw.setdefault("strict", True)
+    return fields.Integer(validate=ID_RANGE, **kw)
 
 
 class _Strict(Schema):

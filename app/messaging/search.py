@@ -43,6 +43,7 @@ from sqlalchemy.orm import aliased, contains_eager
 
 from app.core import markup
 from app.core.models import Attachment, User
+from app.core.schemas import row_id
 from app.core.services import load
 from app.extensions import db
 from app.messaging.models import FOLDERS, KINDS, SEARCH_CONFIG, Mailbox, Message
@@ -75,8 +76,7 @@ class SearchIn(Schema):
     q = fields.String(required=True, validate=validate.Length(  # error: translated when raised
         min=1, max=QUERY_MAX, error=_l("Search for 1 to %(n)d characters.", n=QUERY_MAX)))
     folder = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(FOLDERS))
-    person_id = fields.Integer(load_default=None, allow_none=True, strict=False,
-                               validate=validate.Range(min=1, max=2**31 - 1))
+    person_id = row_id(load_default=None, allow_none=True, strict=False)
     kind = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(KINDS))
     date_from = fields.Date(load_default=None, allow_none=True)
     date_to = fields.Date(load_default=None, allow_none=True)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import joinedload, selectinload
 from app.core import attachments
 from app.core.api_base import page_envelope, paginated, session_api_blueprint
 from app.core.clock import utcnow
+from app.core.forms import MAX_ID
 from app.core.models import User
 from app.core.schemas import AttachmentSchema
 from app.extensions import db
@@ -42,9 +43,6 @@ from app.tasks.schemas import (
 )
 
 ALL: list = []  # flask-smorest blueprints, registered by app.tasks.register
-
-MAX_ID = 2**31 - 1  # row ids are 32-bit integers on PostgreSQL
-
 
 def _blueprint(name: str, url_prefix: str, description: str):
     return session_api_blueprint(name, __name__, url_prefix, description)

@@ -6,6 +6,7 @@ from datetime import UTC
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
+from app.core.schemas import row_id
 from app.tasks.models import PRIORITIES
 
 TITLE_MAX = 300
@@ -24,13 +25,11 @@ def _when(**kw):
     return fields.AwareDateTime(default_timezone=UTC, allow_none=True, **kw)
 
 
-def _id(**kw):
-    return fields.Integer(strict=True, validate=validate.Range(min=1, max=2**31 - 1), **kw)
 
 
 class StepIn(_In):
     title = fields.String(required=True, validate=validate.Length(min=1, max=TITLE_MAX))
-    assignee_id = _id(allow_none=True, load_default=None)
+    assignee_id = row_id(allow_none=True, load_default=None)
     due_at = _when(load_default=None)
     parallel = fields.Boolean(load_default=False)
     required = fields.Boolean(load_default=True)
@@ -38,7 +37,7 @@ class StepIn(_In):
 
 class StepUpdate(_In):
     title = fields.String(validate=validate.Length(min=1, max=TITLE_MAX))
-    assignee_id = _id(allow_none=True)
+    assignee_id = row_id(allow_none=True)
     due_at = _when()
     parallel = fields.Boolean()
     required = fields.Boolean()
@@ -50,7 +49,7 @@ class TaskIn(_In):
     description = fields.String(load_default="", validate=validate.Length(max=TEXT_MAX))
     # "user:5" or "post:7"; empty means oneself.
     assignee = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=40))
-    watchers = fields.List(_id(), load_default=list, validate=validate.Length(max=WATCHERS_MAX))
+    watchers = fields.List(row_id(), load_default=list, validate=validate.Length(max=WATCHERS_MAX))
     start_at = _when(load_default=None)
     due_at = _when(load_default=None)
     priority = fields.String(load_default="normal", validate=validate.OneOf(PRIORITIES))
@@ -64,7 +63,7 @@ class TaskUpdate(_In):
     title = fields.String(validate=validate.Length(min=1, max=TITLE_MAX))
     description = fields.String(validate=validate.Length(max=TEXT_MAX))
     assignee = fields.String(allow_none=True, validate=validate.Length(max=40))
-    watchers = fields.List(_id(), validate=validate.Length(max=WATCHERS_MAX))
+    watchers = fields.List(row_id(), validate=validate.Length(max=WATCHERS_MAX))
     start_at = _when()
     due_at = _when()
     priority = fields.String(validate=validate.OneOf(PRIORITIES))
@@ -79,7 +78,7 @@ class StatusIn(_In):
 
 class DecisionIn(_In):
     accept = fields.Boolean(required=True)
-    assignee_id = _id(allow_none=True, load_default=None)  # someone in the head's scope
+    assignee_id = row_id(allow_none=True, load_default=None)  # someone in the head's scope
     reason = fields.String(load_default="", validate=validate.Length(max=2000))
 
 
@@ -96,7 +95,7 @@ class StageIn(_In):
     key = fields.String(load_default=None, allow_none=True,
                         validate=validate.Regexp(r"^[A-Za-z0-9_-]{1,40}$"))
     title = fields.String(required=True, validate=validate.Length(min=1, max=TITLE_MAX))
-    post_id = _id(required=True)
+    post_id = row_id(required=True)
     instructions = fields.String(load_default="", validate=validate.Length(max=TEXT_MAX))
     duration_hours = fields.Integer(strict=True, load_default=24,
                                     validate=validate.Range(min=1, max=24 * 365))
@@ -116,11 +115,11 @@ class ProgrammeIn(_In):
     stages = fields.List(fields.Nested(StageIn), required=True,
                          validate=validate.Length(max=STAGES_MAX))
     start_on_deal_won = fields.Boolean(load_default=False)
-    won_pipeline_id = _id(load_default=None, allow_none=True)  # None: a deal of any pipeline
+    won_pipeline_id = row_id(load_default=None, allow_none=True)  # None: a deal of any pipeline
 
 
 class RunIn(_In):
-    programme_id = _id(required=True)
+    programme_id = row_id(required=True)
     title = fields.String(load_default="", validate=validate.Length(max=TITLE_MAX))
     link = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=40))
     start_at = _when(load_default=None)
@@ -134,12 +133,12 @@ class ProjectIn(_In):
 class TaskFilter(_In):
     q = fields.String(load_default="", validate=validate.Length(max=200))
     status = fields.String(load_default=None, allow_none=True)
-    assignee_id = _id(load_default=None, allow_none=True)
-    creator_id = _id(load_default=None, allow_none=True)
+    assignee_id = row_id(load_default=None, allow_none=True)
+    creator_id = row_id(load_default=None, allow_none=True)
     priority = fields.String(load_default=None, allow_none=True,
                              validate=validate.OneOf(PRIORITIES))
     link = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=40))
-    run_id = _id(load_default=None, allow_none=True)
+    run_id = row_id(load_default=None, allow_none=True)
     due_from = _when(load_default=None)
     due_to = _when(load_default=None)
     overdue = fields.Boolean(load_default=False)
